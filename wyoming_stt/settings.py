@@ -1,0 +1,91 @@
+"""Settings for the STT service, built once from argparse/env."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from wyoming_core.cli import EnvArgs, server_settings
+from wyoming_core.models import default_data_dir
+from wyoming_core.server import ServerSettings
+from wyoming_core.workers import default_workers
+
+
+@dataclass(frozen=True)
+class SttSettings:
+    server: ServerSettings
+    model: str
+    data_dirs: tuple[Path, ...]
+    language: str | None  # None: detect
+    compute_type: str
+    beam_size: int
+    initial_prompt: str | None
+    cpu_threads: int
+    workers: int
+    local_files_only: bool
+    # Silence after speech that ends the utterance on the server side.
+    endpoint_silence: float
+    # Send the final transcript as soon as the endpoint decode is ready (before audio-stop).
+    early_transcript: bool
+    partials: bool
+    partial_interval: float
+    vad_threshold: float
+    debug: bool
+
+
+def build_parser() -> EnvArgs:
+    args = EnvArgs("wyoming_stt", "Wyoming speech-to-text on faster-whisper", "STT_")
+    args.add_server_args("tcp://0.0.0.0:10300")
+    args.add("--model", default="base", help="Size name (tiny.en, base, ...), model directory or hub id")
+    args.add("--data-dir", action="append", help="Where models are looked up and assembled (repeatable)")
+    args.add("--language", default="auto", help="Default language code, or 'auto' to detect")
+    args.add("--compute-type", default="int8", help="CTranslate2 compute type (int8, float32, ...)")
+    args.add("--beam-size", type=int, default=1, help="Beam size for the final decode (1 = greedy, fastest)")
+    args.add("--initial-prompt", default=None, help="Text that primes the model's vocabulary and style")
+    args.add("--cpu-threads", type=int, default=0, help="Threads per decode (0: all cores)")
+    args.add("--workers", type=int, default=2, help="Decodes that may run at once")
+    args.add("--local-files-only", action="store_true", help="Never download a model from the hub")
+    args.add(
+        "--endpoint-silence",
+        type=float,
+        default=0.3,
+        help="Seconds of silence after speech that start the final decode",
+    )
+    args.add(
+        "--early-transcript",
+        action="store_true",
+        help="Send the final transcript as soon as speech ends, before audio-stop",
+    )
+    args.add("--no-partials", action="store_true", help="Do not stream partial transcripts")
+    args.add("--partial-interval", type=float, default=1.0, help="Seconds of new audio between partials")
+    args.add("--vad-threshold", type=float, default=0.5, help="Speech probability threshold (0-1)")
+    return args
+
+
+def settings_from_args(ns: argparse.Namespace) -> SttSettings:
+    data_dirs = tuple(Path(d) for d in (ns.data_dir or [str(default_data_dir("stt"))]))
+    language = None if ns.language in (None, "", "auto") else ns.language
+    if not 0.0 < ns.vad_threshold < 1.0:
+        raise SystemExit("--vad-threshold must be between 0 and 1")
+    if ns.beam_size < 1 or ns.workers < 1 or ns.cpu_threads < 0:
+        raise SystemExit("--beam-size and --workers must be at least 1, --cpu-threads at least 0")
+    cpu_threads = ns.cpu_threads or default_workers()
+    return SttSettings(
+        server=server_settings(ns),
+        model=ns.model,
+        data_dirs=data_dirs,
+        language=language,
+        compute_type=ns.compute_type,
+        beam_size=ns.beam_size,
+        initial_prompt=ns.initial_prompt,
+        cpu_threads=cpu_threads,
+        workers=ns.workers,
+        local_files_only=ns.local_files_only,
+        endpoint_silence=ns.endpoint_silence,
+        early_transcript=ns.early_transcript,
+        partials=not ns.no_partials,
+        partial_interval=ns.partial_interval,
+        vad_threshold=ns.vad_threshold,
+        debug=ns.debug,
+    )
