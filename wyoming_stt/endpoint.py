@@ -33,9 +33,18 @@ class Endpointer:
         return self.first_speech is not None
 
     @property
+    def silence_seconds(self) -> float:
+        """Silence since the last speech (0 while speaking or before any speech)."""
+        return self._silence * FRAME_SECONDS if self.has_speech else 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        return self.has_speech and self._silence == 0
+
+    @property
     def ended(self) -> bool:
         """Speech happened and has been followed by `end_silence` of silence."""
-        return self.has_speech and self._silence * FRAME_SECONDS >= self.end_silence
+        return self.has_speech and self.silence_seconds >= self.end_silence
 
     def feed(self, pcm: bytes) -> bool:
         """Process audio; True if new confirmed speech was heard in it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +44,11 @@ def _common_prefix(a: list[str], b: list[str]) -> list[str]:
     return out
 
 
+def _retrieve(task: asyncio.Task[Decoded]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.debug("A speculative decode failed: %s", task.exception())
+
+
 class TranscriptionSession:
     """State of one `transcribe` → audio → `audio-stop` exchange."""
 
@@ -71,6 +75,7 @@ class TranscriptionSession:
         self.finished = False
         # Language detection costs a full encoder pass; a partial's result is reused.
         self._detected: str | None = None
+        self._early_task: asyncio.Task[None] | None = None
 
     # ---- audio in -------------------------------------------------------
 
@@ -83,19 +88,22 @@ class TranscriptionSession:
             return
         heard = self._endpoint.feed(pcm)
         if heard and self._final is not None:
-            _LOGGER.debug("Speech resumed; the early final decode is discarded")
+            _LOGGER.debug("Speech resumed; the speculative final decode is discarded")
             self._final = None
         if self._endpoint.ended and self._final is None:
             self._start_final()
         elif self._wants_partial():
             self._partial_at = len(self._audio)
             self._partial = asyncio.create_task(self._run_partial())
+        self._maybe_send_early()
 
     def _wants_partial(self) -> bool:
         return (
             self.settings.partials
             and self._endpoint.has_speech
-            and not self._endpoint.ended
+            # Only mid-speech: a partial started in the trailing silence would compete
+            # with the final decode for the CPU.
+            and self._endpoint.in_speech
             and (self._partial is None or self._partial.done())
             and len(self._audio) - self._partial_at >= self.settings.partial_interval * _BYTES_PER_SECOND
         )
@@ -117,18 +125,31 @@ class TranscriptionSession:
         _LOGGER.debug(
             "End of speech detected; final decode started on %.2f s", len(audio) / _BYTES_PER_SECOND
         )
-        if self.settings.early_transcript:
-            final = self._final
-            task.add_done_callback(lambda _t: asyncio.ensure_future(self._send_early(final)))
+        task.add_done_callback(_retrieve)  # a discarded decode's error must not go unseen
+        task.add_done_callback(lambda _t: self._maybe_send_early())
 
-    async def _send_early(self, final: _FinalDecode) -> None:
-        if self._final is not final or self.finished or final.task.cancelled():
+    def _maybe_send_early(self) -> None:
+        """Server-side endpointing: send the transcript before audio-stop once the user
+        has been silent for `early_silence` and the speculative decode is done."""
+        final = self._final
+        if (
+            not self.settings.early_transcript
+            or self.finished
+            or final is None
+            or not final.task.done()
+            or final.task.cancelled()
+            or final.task.exception() is not None  # audio-stop retries and reports
+            or self._endpoint.silence_seconds < self.settings.early_silence
+        ):
             return
-        if final.task.exception() is not None:
-            return  # audio-stop will retry and report
         self.finished = True
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self._finish(final.task.result(), lead_ms=None)
+        self._early_task = asyncio.create_task(self._send_early(final.task.result()))
+
+    async def _send_early(self, decoded: Decoded) -> None:
+        try:
+            await self._finish(decoded, lead_ms=None)
+        except (ConnectionError, RuntimeError):
+            _LOGGER.debug("Client left before the early transcript could be sent")
 
     # ---- partials -------------------------------------------------------
 
@@ -205,6 +226,6 @@ class TranscriptionSession:
         )
 
     def cancel(self) -> None:
-        for task in (self._partial, self._final.task if self._final else None):
+        for task in (self._partial, self._final.task if self._final else None, self._early_task):
             if task is not None and not task.done():
                 task.cancel()

@@ -28,6 +28,7 @@ class SttSettings:
     endpoint_silence: float
     # Send the final transcript as soon as the endpoint decode is ready (before audio-stop).
     early_transcript: bool
+    early_silence: float
     partials: bool
     partial_interval: float
     vad_threshold: float
@@ -49,13 +50,20 @@ def build_parser() -> EnvArgs:
     args.add(
         "--endpoint-silence",
         type=float,
-        default=0.3,
-        help="Seconds of silence after speech that start the final decode",
+        default=0.15,
+        help="Seconds of silence after speech that start a speculative final decode "
+        "(discarded if speech resumes)",
     )
     args.add(
         "--early-transcript",
         action="store_true",
         help="Send the final transcript as soon as speech ends, before audio-stop",
+    )
+    args.add(
+        "--early-silence",
+        type=float,
+        default=0.5,
+        help="With --early-transcript: seconds of silence after which the transcript is sent",
     )
     args.add("--no-partials", action="store_true", help="Do not stream partial transcripts")
     args.add("--partial-interval", type=float, default=1.0, help="Seconds of new audio between partials")
@@ -84,6 +92,7 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         local_files_only=ns.local_files_only,
         endpoint_silence=ns.endpoint_silence,
         early_transcript=ns.early_transcript,
+        early_silence=ns.early_silence,
         partials=not ns.no_partials,
         partial_interval=ns.partial_interval,
         vad_threshold=ns.vad_threshold,
