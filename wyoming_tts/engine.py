@@ -1,0 +1,146 @@
+"""Loaded piper voices: a bounded LRU cache, loading off the event loop, synthesis in the worker pool.
+
+There is no lock around synthesis: an onnxruntime session may run from several threads at
+once, so connections synthesize in parallel (up to the pool size) even with the same voice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from wyoming_core.workers import WorkerPool
+
+from .voices import VoiceEntry
+
+_LOGGER = logging.getLogger(__name__)
+
+# Synthesized once at load: warms onnxruntime up and measures the voice's loudness.
+_WARM_UP_TEXT = "Hello, this is a test of the voice."
+# Output is scaled by one gain per voice (not per sentence, as piper does by default), so clause
+# parts of one sentence keep the same loudness and no seam is heard between them.
+_TARGET_PEAK = 0.9
+_MAX_GAIN = 4.0
+
+
+class VoiceLoadError(Exception):
+    """A voice that is listed but could not be loaded (corrupt or incompatible files)."""
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    speaker_id: int | None = None
+    length_scale: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+
+
+class LoadedVoice:
+    """A piper voice with its own onnxruntime session (threads set for the worker pool)."""
+
+    def __init__(self, entry: VoiceEntry, threads: int) -> None:
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        self.entry = entry
+        config = PiperConfig.from_dict(json.loads(entry.config_path.read_text(encoding="utf-8")))
+        options = onnxruntime.SessionOptions()
+        # One synthesis per worker thread; more intra-op threads would fight over the same cores.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        session = onnxruntime.InferenceSession(
+            str(entry.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.piper = PiperVoice(config=config, session=session)
+        self.sample_rate = config.sample_rate
+        self.gain = 1.0
+        peak = float(np.abs(self._raw(_WARM_UP_TEXT, SynthesisOptions())).max(initial=0.0))
+        if peak > 0.05:
+            self.gain = min(_MAX_GAIN, _TARGET_PEAK / peak)
+
+    def _raw(self, text: str, options: SynthesisOptions) -> np.ndarray:
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(
+            speaker_id=options.speaker_id,
+            length_scale=options.length_scale,
+            noise_scale=options.noise_scale,
+            noise_w_scale=options.noise_w_scale,
+            normalize_audio=False,
+        )
+        pieces = []
+        for phonemes in self.piper.phonemize(text):
+            if not phonemes:
+                continue
+            audio = self.piper.phoneme_ids_to_audio(self.piper.phonemes_to_ids(phonemes), config)
+            pieces.append(np.asarray(audio, dtype=np.float32).reshape(-1))
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+    def synthesize(self, text: str, options: SynthesisOptions) -> bytes:
+        """Blocking: 16-bit mono PCM at `sample_rate` for `text` (b'' if there is nothing to say)."""
+        audio = self._raw(text, options)
+        if not audio.size:
+            return b""
+        return (np.clip(audio * self.gain, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+class VoiceCache:
+    """At most `capacity` voices loaded; the least recently used one is dropped first.
+
+    Each voice loads once (concurrent requests for it share the load) in its own thread, so
+    loading a voice never holds up synthesis with voices already loaded.
+    """
+
+    def __init__(self, capacity: int, threads_per_worker: int, pool: WorkerPool) -> None:
+        self.capacity = capacity
+        self.threads = threads_per_worker
+        self.pool = pool
+        self._voices: OrderedDict[str, asyncio.Task[LoadedVoice]] = OrderedDict()
+
+    def _key(self, entry: VoiceEntry) -> str:
+        return f"{entry.name}@{entry.model_path}"
+
+    def _load(self, entry: VoiceEntry) -> LoadedVoice:
+        started = time.monotonic()
+        try:
+            voice = LoadedVoice(entry, self.threads)
+        except Exception as err:
+            raise VoiceLoadError(f"Could not load voice {entry.name!r} ({entry.model_path}): {err}") from err
+        seconds = time.monotonic() - started
+        _LOGGER.info("Voice %s is ready (loaded from %s in %.1f s)", entry.name, entry.source, seconds)
+        return voice
+
+    async def get(self, entry: VoiceEntry) -> LoadedVoice:
+        key = self._key(entry)
+        task = self._voices.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            _LOGGER.info("Loading voice %s", entry.name)
+            task = asyncio.ensure_future(asyncio.to_thread(self._load, entry))
+            self._voices[key] = task
+            self._evict()
+        self._voices.move_to_end(key)
+        # shield: a client that goes away mid-load must not cancel the load for everyone else.
+        return await asyncio.shield(task)
+
+    def _evict(self) -> None:
+        for key in list(self._voices):
+            if len(self._voices) <= self.capacity:
+                return
+            task = self._voices[key]
+            if task.done():  # loads in progress are never dropped
+                del self._voices[key]
+                _LOGGER.info("Unloaded voice %s (least recently used)", key.split("@", 1)[0])
+
+    def loaded(self) -> list[str]:
+        return [key.split("@", 1)[0] for key, task in self._voices.items() if task.done()]
+
+    async def synthesize(self, voice: LoadedVoice, text: str, options: SynthesisOptions) -> bytes:
+        return await self.pool.run(voice.synthesize, text, options)

@@ -1,0 +1,242 @@
+"""Per-connection handler: plain `synthesize` and streaming `synthesize-start/-chunk/-stop`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from wyoming.event import Event
+from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeVoice
+
+from wyoming_core.handler import ConnectionHandler, RequestError, Route
+from wyoming_core.protocol import Limits
+
+from . import __version__
+from .engine import SynthesisOptions, VoiceCache
+from .speech import JobSettings, SpeechJob, SpeechRequest
+from .text import SentenceSplitter, split_sentences
+from .voices import VoiceCatalogue, VoiceEntry
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+VOICE_NOT_FOUND = "voice-not-found"
+SPEAKER_NOT_FOUND = "speaker-not-found"
+UNSUPPORTED_LANGUAGE = "unsupported-language"
+TEXT_TOO_LONG = "text-too-long"
+OUT_OF_ORDER = "out-of-order"
+BAD_REQUEST = "bad-request"
+
+_PIPER = Attribution(name="rhasspy/piper", url="https://github.com/OHF-Voice/piper1-gpl")
+_PIPER_VOICES = Attribution(name="rhasspy/piper-voices", url="https://huggingface.co/rhasspy/piper-voices")
+
+
+def build_info(voices: Mapping[str, VoiceEntry]) -> Info:
+    """Built from the catalogue (files only), never from a loaded model: describe is instant."""
+    import piper
+
+    piper_version = getattr(piper, "__version__", None)
+    return Info(
+        tts=[
+            TtsProgram(
+                name="wyoming-tts",
+                description="piper text-to-speech with streaming, every voice under one name",
+                attribution=Attribution(
+                    name="wyoming-local-voice", url="https://github.com/wyoming-local-voice"
+                ),
+                installed=True,
+                version=__version__,
+                voices=[
+                    TtsVoice(
+                        name=voice.name,
+                        description=voice.description,
+                        attribution=_PIPER_VOICES,
+                        installed=True,
+                        version=voice.piper_version or piper_version,
+                        languages=list(voice.languages),
+                        speakers=[TtsVoiceSpeaker(name=s) for s in voice.speakers] or None,
+                    )
+                    for voice in sorted(voices.values(), key=lambda v: v.name)
+                ],
+                supports_synthesize_streaming=True,
+            )
+        ]
+    )
+
+
+def _parse(parse: Callable[[Event], T], event: Event) -> T:
+    try:
+        return parse(event)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise RequestError(BAD_REQUEST, f"Malformed {event.type} event: {err!r}") from None
+
+
+def _text(value: object) -> str | None:
+    """A voice field as sent by the client: numbers become text, blanks mean 'not given'."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+@dataclass(frozen=True)
+class TtsContext:
+    """What every connection shares: settings, the catalogue, loaded voices."""
+
+    default_voice: str
+    default_speaker: str | None
+    defaults: SynthesisOptions
+    max_text_chars: int
+    job: JobSettings
+    catalogue: VoiceCatalogue
+    cache: VoiceCache
+
+
+@dataclass
+class _Stream:
+    job: SpeechJob
+    splitter: SentenceSplitter
+    chars: int = 0
+
+
+class TtsHandler(ConnectionHandler):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits,
+        context: TtsContext,
+    ) -> None:
+        self.context = context
+        self._stream: _Stream | None = None
+        self._last: SpeechJob | None = None
+        super().__init__(reader, writer, limits)
+
+    def info(self) -> Info:
+        return build_info(self.context.catalogue.voices())
+
+    def routes(self) -> Mapping[str, Route]:
+        return {
+            "synthesize": self._on_synthesize,
+            "synthesize-start": self._on_start,
+            "synthesize-chunk": self._on_chunk,
+            "synthesize-stop": self._on_stop,
+        }
+
+    # ---- requests -------------------------------------------------------
+
+    async def _on_synthesize(self, event: Event) -> bool:
+        if self._stream is not None:
+            # Home Assistant repeats the full text inside a stream for older servers; ignore it.
+            return True
+        request = _parse(Synthesize.from_event, event)
+        text = request.text if isinstance(request.text, str) else ""
+        self._check_length(len(text))
+        job = self._start_job(self._select(request.voice), streaming=False)
+        job.add(split_sentences(text))
+        job.finish()
+        return True
+
+    async def _on_start(self, event: Event) -> bool:
+        if self._stream is not None:
+            raise RequestError(OUT_OF_ORDER, "synthesize-start received while a stream is already open")
+        request = _parse(SynthesizeStart.from_event, event)
+        job = self._start_job(self._select(request.voice), streaming=True)
+        self._stream = _Stream(job, SentenceSplitter())
+        return True
+
+    async def _on_chunk(self, event: Event) -> bool:
+        if self._stream is None:
+            raise RequestError(OUT_OF_ORDER, "synthesize-chunk received without synthesize-start")
+        text = _parse(SynthesizeChunk.from_event, event).text
+        if not isinstance(text, str):
+            raise RequestError(BAD_REQUEST, "synthesize-chunk needs 'text' as a string")
+        self._stream.chars += len(text)
+        self._check_length(self._stream.chars)
+        self._stream.job.add(self._stream.splitter.add(text))
+        return True
+
+    async def _on_stop(self, _event: Event) -> bool:
+        if self._stream is None:
+            raise RequestError(OUT_OF_ORDER, "synthesize-stop received without synthesize-start")
+        stream, self._stream = self._stream, None
+        stream.job.add(stream.splitter.finish())
+        stream.job.finish()
+        return True
+
+    # ---- helpers --------------------------------------------------------
+
+    def _check_length(self, chars: int) -> None:
+        limit = self.context.max_text_chars
+        if chars > limit:
+            raise RequestError(TEXT_TOO_LONG, f"Text of {chars} characters is over the limit of {limit}")
+
+    def _start_job(self, selected: tuple[VoiceEntry, SynthesisOptions], streaming: bool) -> SpeechJob:
+        voice, options = selected
+        after = self._last.task if self._last is not None and not self._last.task.done() else None
+        job = SpeechJob(
+            SpeechRequest(voice, options, streaming),
+            self.context.cache,
+            self.context.job,
+            self.write_event,
+            self._fail,
+            self.peer,
+            after,
+        )
+        self._last = job
+        return job
+
+    async def _fail(self, code: str, text: str) -> None:
+        """An error found during synthesis: tell the client and end the connection."""
+        await self.send_error(code, text)
+        self.writer.close()
+
+    def _select(self, requested: SynthesizeVoice | None) -> tuple[VoiceEntry, SynthesisOptions]:
+        """The voice and options a request asks for; a clear error if it cannot be had."""
+        catalogue = self.context.catalogue
+        name = _text(requested.name) if requested is not None else None
+        language = _text(requested.language) if requested is not None else None
+        speaker = _text(requested.speaker) if requested is not None else None
+        if name:
+            voice = catalogue.find(name)
+            if voice is None:
+                available = ", ".join(sorted(catalogue.voices())) or "none"
+                text = f"Voice {name!r} is not installed; available: {available}"
+                raise RequestError(VOICE_NOT_FOUND, text)
+        elif language:
+            voice = catalogue.for_language(language, preferred=self.context.default_voice)
+            if voice is None:
+                offered = sorted({lang for v in catalogue.voices().values() for lang in v.languages})
+                raise RequestError(
+                    UNSUPPORTED_LANGUAGE,
+                    f"No installed voice speaks {language!r}; languages: {', '.join(offered) or 'none'}",
+                )
+        else:
+            voice = catalogue.find(self.context.default_voice)
+            if voice is None:
+                text = f"The default voice {self.context.default_voice!r} is no longer installed"
+                raise RequestError(VOICE_NOT_FOUND, text)
+        if speaker is None and voice.name == self.context.default_voice:
+            speaker = self.context.default_speaker
+        speaker_id = None
+        if speaker is not None:
+            speaker_id = voice.speaker_id(speaker)
+            if speaker_id is None:
+                speakers = ", ".join(voice.speakers) or "none (single-speaker voice)"
+                text = f"Voice {voice.name!r} has no speaker {speaker!r}; speakers: {speakers}"
+                raise RequestError(SPEAKER_NOT_FOUND, text)
+        defaults = self.context.defaults
+        return voice, SynthesisOptions(
+            speaker_id, defaults.length_scale, defaults.noise_scale, defaults.noise_w_scale
+        )
+
+    async def disconnect(self) -> None:
+        # The client is gone: stop its synthesis between two parts.
+        for job in (self._stream.job if self._stream else None, self._last):
+            if job is not None:
+                job.cancel()
+        self._stream = None

@@ -1,0 +1,151 @@
+"""One reply: sentences in (all at once, or as a stream delivers them), audio events out in order.
+
+Sentences are synthesized one at a time, in the order they came, and each one's audio is sent
+as soon as it is ready. Cancelling the job (the client went away) stops it between two parts,
+so no CPU is spent on audio nobody will hear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.event import Event
+from wyoming.tts import SynthesizeStopped
+
+from .engine import LoadedVoice, SynthesisOptions, VoiceCache, VoiceLoadError
+from .text import clause_parts
+from .voices import VoiceEntry
+
+_LOGGER = logging.getLogger(__name__)
+
+VOICE_UNAVAILABLE = "voice-unavailable"
+INTERNAL_ERROR = "internal-error"
+
+_WIDTH = 2
+_CHANNELS = 1
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    voice: VoiceEntry
+    options: SynthesisOptions
+    # True for synthesize-start ... synthesize-stop: the reply ends with synthesize-stopped.
+    streaming: bool
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    sentence_silence: float
+    samples_per_chunk: int
+    clause_split: bool
+
+
+class SpeechJob:
+    """Synthesizes the sentences it is given and writes audio-start, audio-chunk*, audio-stop."""
+
+    def __init__(
+        self,
+        request: SpeechRequest,
+        cache: VoiceCache,
+        settings: JobSettings,
+        send: Callable[[Event], Awaitable[None]],
+        on_error: Callable[[str, str], Awaitable[None]],
+        peer: str,
+        after: asyncio.Task[None] | None = None,
+    ) -> None:
+        self.request = request
+        self.cache = cache
+        self.settings = settings
+        self._send = send
+        self._on_error = on_error
+        self.peer = peer
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._after = after
+        self.parts_done = 0
+        self.sentences_done = 0
+        self.task = asyncio.create_task(self._run())
+
+    def add(self, sentences: list[str]) -> None:
+        for sentence in sentences:
+            self._queue.put_nowait(sentence)
+
+    def finish(self) -> None:
+        """No more sentences: the audio ends once the queued ones are spoken."""
+        self._queue.put_nowait(None)
+
+    def cancel(self) -> None:
+        if not self.task.done():
+            _LOGGER.info(
+                "Stopped synthesis for %s after %d parts of %d sentences: the client went away",
+                self.peer,
+                self.parts_done,
+                self.sentences_done,
+            )
+            self.task.cancel()
+
+    async def _run(self) -> None:
+        if self._after is not None:  # one reply at a time per connection, in order
+            with contextlib.suppress(BaseException):
+                await self._after
+        try:
+            await self._speak()
+        except VoiceLoadError as err:
+            _LOGGER.error("%s", err)
+            await self._on_error(VOICE_UNAVAILABLE, str(err))
+        except (ConnectionError, RuntimeError) as err:
+            _LOGGER.debug("Client %s went away during synthesis: %s", self.peer, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            _LOGGER.exception("Synthesis failed for %s", self.peer)
+            await self._on_error(INTERNAL_ERROR, f"Synthesis failed: {err}")
+
+    async def _speak(self) -> None:
+        voice = await self.cache.get(self.request.voice)
+        rate = voice.sample_rate
+        started = False
+        first = True
+        while (sentence := await self._queue.get()) is not None:
+            split = first and self.settings.clause_split
+            parts = clause_parts(sentence) if split else [sentence]
+            spoke = False
+            for part in parts:
+                pcm = await self.cache.synthesize(voice, part, self.request.options)
+                self.parts_done += 1
+                if not pcm:
+                    continue
+                if not started:
+                    await self._send(AudioStart(rate=rate, width=_WIDTH, channels=_CHANNELS).event())
+                    started = True
+                elif not spoke and self.settings.sentence_silence > 0:
+                    # Between sentences only; clause parts join without added silence.
+                    silence = int(rate * self.settings.sentence_silence) * _WIDTH * _CHANNELS
+                    await self._send_audio(voice, bytes(silence))
+                spoke = True
+                await self._send_audio(voice, pcm)
+            self.sentences_done += 1
+            first = first and not spoke
+        if not started:  # nothing to say: still exactly one (empty) audio-start/audio-stop
+            await self._send(AudioStart(rate=rate, width=_WIDTH, channels=_CHANNELS).event())
+        await self._send(AudioStop().event())
+        if self.request.streaming:
+            await self._send(SynthesizeStopped().event())
+        _LOGGER.debug(
+            "Reply to %s done: %d sentences, %d parts",
+            self.peer,
+            self.sentences_done,
+            self.parts_done,
+        )
+
+    async def _send_audio(self, voice: LoadedVoice, pcm: bytes) -> None:
+        step = self.settings.samples_per_chunk * _WIDTH * _CHANNELS
+        for offset in range(0, len(pcm), step):
+            chunk = AudioChunk(
+                rate=voice.sample_rate, width=_WIDTH, channels=_CHANNELS, audio=pcm[offset : offset + step]
+            )
+            await self._send(chunk.event())

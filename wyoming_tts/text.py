@@ -1,0 +1,155 @@
+"""Text in: cleaning, sentence boundaries in a stream cut anywhere, clause parts for early audio."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+# SSML and other markup: tags are removed, their text kept (<emphasis>yes</emphasis> -> yes).
+_TAG = re.compile(r"<[^<>]{0,200}>")
+# Markdown that LLM replies carry and a voice would otherwise read out ("asterisk").
+_MARKDOWN = re.compile(r"[*_`#~]+")
+_SPACES = re.compile(r"\s+")
+
+# A sentence ends at . ! ? … (plus closing quotes/brackets) followed by whitespace, or at a
+# line break; CJK full stops need no space after them.
+_BOUNDARY = re.compile("[.!?\u2026]+[\"'\u201d\u2019)\\]]*(?=\\s)|[\u3002\uff01\uff1f]+|\n")
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "approx", "no", "dept", "fig"}
+    | {"inc", "ltd", "co", "mt", "ave", "apt", "est", "min", "max"}
+)
+# Clause boundaries inside a sentence: , ; : followed by space, or a spaced dash.
+_CLAUSE = re.compile("(?<=[,;:])\\s+|\\s+[-\u2013\u2014]+\\s+|(?<=\\w)[\u2013\u2014](?=\\w)")
+# A tag still being streamed: hold the text back until it closes (or clearly is no tag).
+_OPEN_TAG_WINDOW = 200
+
+
+def clean_text(text: str) -> str:
+    text = _TAG.sub(" ", text)
+    text = html.unescape(text)
+    text = _MARKDOWN.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def has_words(text: str) -> bool:
+    """True if there is anything a voice could say (not just spaces and punctuation)."""
+    return any(ch.isalnum() for ch in text)
+
+
+def _is_abbreviation(text: str, dot_at: int) -> bool:
+    if text[dot_at] != ".":
+        return False
+    start = dot_at
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    word = text[start:dot_at].strip("\"'(\u201c\u2018")
+    if not word:
+        return False
+    # Initials ("J. R. Smith"), dotted abbreviations ("e.g.", "p.m.") and titles ("Dr.").
+    return (len(word) == 1 and word.isalpha()) or "." in word or word.lower() in _ABBREVIATIONS
+
+
+@dataclass
+class SentenceSplitter:
+    """Feed text as it arrives (cut anywhere, even mid-word); get complete sentences back."""
+
+    max_sentence_chars: int = 400
+    _buffer: str = field(default="", repr=False)
+
+    def add(self, text: str) -> list[str]:
+        # Complete tags go before boundaries are looked for ("Really?</speak> Yes" ends a sentence).
+        self._buffer = _TAG.sub(" ", self._buffer + text)
+        return self._take(final=False)
+
+    def finish(self) -> list[str]:
+        self._buffer = _TAG.sub(" ", self._buffer)
+        return self._take(final=True)
+
+    def _safe_end(self) -> int:
+        """Boundaries are only looked for before a tag that has not closed yet."""
+        start = self._buffer.rfind("<")
+        if start >= 0 and ">" not in self._buffer[start:] and len(self._buffer) - start < _OPEN_TAG_WINDOW:
+            return start
+        return len(self._buffer)
+
+    def _take(self, final: bool) -> list[str]:
+        sentences: list[str] = []
+        start = 0
+        end = len(self._buffer) if final else self._safe_end()
+        for match in _BOUNDARY.finditer(self._buffer, 0, end):
+            if _is_abbreviation(self._buffer, match.start()):
+                continue
+            sentences.append(self._buffer[start : match.end()])
+            start = match.end()
+        rest = self._buffer[start:]
+        while len(rest) > self.max_sentence_chars:
+            # A run-on without punctuation: cut at the last clause break or space, so one
+            # synthesis (and its wait) stays bounded.
+            cut = _last_break(rest[: self.max_sentence_chars])
+            sentences.append(rest[:cut])
+            rest = rest[cut:]
+        if final:
+            sentences.append(rest)
+            rest = ""
+        self._buffer = rest
+        cleaned = (clean_text(s) for s in sentences)
+        return [s for s in cleaned if has_words(s)]
+
+
+def _last_break(text: str) -> int:
+    clauses = [m.end() for m in _CLAUSE.finditer(text)]
+    if clauses and clauses[-1] > len(text) // 2:
+        return clauses[-1]
+    space = text.rfind(" ")
+    return space + 1 if space > len(text) // 2 else len(text)
+
+
+def split_sentences(text: str, max_sentence_chars: int = 400) -> list[str]:
+    splitter = SentenceSplitter(max_sentence_chars)
+    return splitter.add(text) + splitter.finish()
+
+
+def clause_parts(sentence: str, growth: float = 3.0, min_first_chars: int = 3) -> list[str]:
+    """Split a sentence at clause boundaries into parts that grow in length.
+
+    The first part is the first clause, so its audio is ready early; each later part is at most
+    `growth` times as long as everything before it, so it is synthesized while the earlier audio
+    plays and no gap opens. Parts keep their punctuation (a comma still ends its clause, and the
+    voice makes its own short pause there); no silence is added between them.
+    """
+    pieces: list[str] = []
+    start = 0
+    for match in _CLAUSE.finditer(sentence):
+        piece = sentence[start : match.start()].strip()
+        if match.group().strip():  # a dash: keep the pause as a comma
+            piece += ","
+        if piece:
+            pieces.append(piece)
+        start = match.end()
+    tail = sentence[start:].strip()
+    if tail:
+        pieces.append(tail)
+    if len(pieces) <= 1:
+        return [sentence]
+
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        candidate = f"{current} {piece}" if current else piece
+        if not parts:  # still building the first part
+            current = candidate
+            if len(current) >= min_first_chars:
+                parts.append(current)
+                current = ""
+        elif current and len(candidate) > growth * sum(len(p) for p in parts):
+            parts.append(current)
+            current = piece
+        else:
+            current = candidate
+    if current:
+        parts.append(current)
+    # A dangling tiny last part sounds clipped; give it to the part before.
+    if len(parts) > 1 and not has_words(parts[-1]):
+        parts[-2:] = [f"{parts[-2]} {parts[-1]}"]
+    return parts
