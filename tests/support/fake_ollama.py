@@ -58,7 +58,7 @@ MODES = ("ok", "error", "busy", "cut", "stream-error", "hang")
 DEFAULT_REPLY = "This is the fake model speaking. How can I help you today?"
 OLLAMA_VERSION = "0.6.5"
 
-_TOKEN = re.compile(r"\s*[^\s.,!?;:]+|\s*[.,!?;:]+")
+_TOKEN = re.compile(r"\s*[^\s.,!?;:]+|\s*[.,!?;:]+|\s+")
 _REASONS = {
     200: "OK",
     400: "Bad Request",

@@ -1,0 +1,146 @@
+"""Per-connection handler: a `transcript` in, a streamed answer out, always ending in handled/not-handled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wyoming.asr import Transcript
+from wyoming.event import Event
+from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
+from wyoming.info import Attribution, HandleModel, HandleProgram, Info
+
+from wyoming_core.handler import ConnectionHandler, Route
+from wyoming_core.protocol import Limits
+
+from . import __version__
+from .backend import OllamaBackend
+from .conversation import Conversations, Outcome
+from .settings import LlmSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+SORRY = "Sorry, something went wrong. Please try again."
+
+# Context keys that name a conversation, most specific first.
+CONVERSATION_KEYS = ("conversation_id", "satellite_id", "device_id")
+
+
+def build_info(settings: LlmSettings, backend: OllamaBackend) -> Info:
+    """Cheap and never waits: uses what the start-up check found, if it has finished."""
+    return Info(
+        handle=[
+            HandleProgram(
+                name="wyoming-llm",
+                description="Conversation on a local Ollama model, answers streamed sentence by sentence",
+                attribution=Attribution(
+                    name="wyoming-local-voice", url="https://github.com/wyoming-local-voice"
+                ),
+                installed=True,
+                version=__version__,
+                models=[
+                    HandleModel(
+                        name=settings.model,
+                        description=f"{settings.model} served by Ollama at {settings.ollama_url}",
+                        attribution=Attribution(name="Ollama", url="https://ollama.com"),
+                        installed=backend.model_installed is not False,
+                        version=None,
+                        languages=list(settings.languages),
+                    )
+                ],
+                supports_handled_streaming=True,
+            )
+        ]
+    )
+
+
+def conversation_key(context: Mapping[str, Any]) -> str | None:
+    for name in CONVERSATION_KEYS:
+        value = context.get(name)
+        if isinstance(value, str | int) and str(value).strip():
+            return f"{name}:{value}"
+    return None
+
+
+class LlmHandler(ConnectionHandler):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits,
+        settings: LlmSettings,
+        conversations: Conversations,
+        info: Callable[[], Info],
+    ) -> None:
+        self.settings = settings
+        self.conversations = conversations
+        self._info = info
+        self._answering: asyncio.Task[None] | None = None
+        super().__init__(reader, writer, limits)
+
+    def info(self) -> Info:
+        return self._info()
+
+    def routes(self) -> Mapping[str, Route]:
+        return {"transcript": self._on_transcript}
+
+    async def _on_transcript(self, event: Event) -> bool:
+        transcript = Transcript.from_event(event)
+        await self._cancel()  # a new question replaces an unfinished one
+        # Answer in a task so the read loop keeps reading: it is how a disconnect is noticed.
+        self._answering = asyncio.create_task(self._answer(transcript))
+        return True
+
+    async def _answer(self, transcript: Transcript) -> None:
+        context: dict[str, Any] = dict(transcript.context) if isinstance(transcript.context, dict) else {}
+        key = conversation_key(context)
+        if key is None:
+            # No id at all: a fresh conversation, whose id goes back so the client can continue it.
+            context["conversation_id"] = uuid.uuid4().hex
+            key = conversation_key(context) or ""
+        started = time.monotonic()
+        try:
+            await self.write_event(HandledStart(context=context).event())
+            outcome = await self.conversations.respond(
+                transcript.text or "", transcript.language, key, self._say
+            )
+        except (ConnectionError, RuntimeError):
+            _LOGGER.debug("Client %s went away during the answer", self.peer)
+            return
+        except Exception:
+            _LOGGER.exception("Unexpected error while answering %s", self.peer)
+            outcome = Outcome(False, SORRY, "internal-error")
+        final = Handled if outcome.handled else NotHandled
+        try:
+            await self.write_event(final(text=outcome.text, context=context).event())
+            await self.write_event(HandledStop().event())
+        except (ConnectionError, RuntimeError):
+            _LOGGER.debug("Client %s went away before the answer's end", self.peer)
+            return
+        _LOGGER.debug(
+            "%s %s in %.2f s: %r",
+            key,
+            "answered" if outcome.handled else f"not handled ({outcome.reason})",
+            time.monotonic() - started,
+            outcome.text,
+        )
+
+    async def _say(self, sentence: str) -> None:
+        await self.write_event(HandledChunk(text=sentence).event())
+
+    async def _cancel(self) -> None:
+        task, self._answering = self._answering, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def disconnect(self) -> None:
+        if self._answering is not None and not self._answering.done():
+            _LOGGER.info("Client %s left before the answer was complete; stopping the model", self.peer)
+        await self._cancel()
