@@ -72,7 +72,9 @@ class _Sqlite:
                     self._db.execute(sql, params)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has already rolled back on some errors (a full disk, for one).
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def add(self, conversation: str, turn: Turn, keep: int) -> None:

@@ -122,6 +122,8 @@ def _is_sentence_end(candidate: str, at_buffer_end: bool) -> bool:
         # ("3." may be "3.5", "example." may be "example.com").
         if not stripped.endswith(("!", "?")) and not re.fullmatch(r"[^\W\d_]{2,}", word.rstrip(".")):
             return False
+        if word.startswith("www") or re.search(r"[:/@=&%#~]", word):
+            return False  # inside a URL or an address, which the cleaning removes whole
         if candidate.count("(") > candidate.count(")") or candidate.count("[") > candidate.count("]"):
             return False
         if candidate.count("`") % 2:
