@@ -81,7 +81,7 @@ class SpeechJob:
     def cancel(self) -> None:
         if not self.task.done():
             _LOGGER.info(
-                "Stopped synthesis for %s after %d parts of %d sentences: the client went away",
+                "Stopped synthesis for %s after %d parts of %d sentences: the connection ended",
                 self.peer,
                 self.parts_done,
                 self.sentences_done,

