@@ -1,0 +1,1 @@
+"""Room satellite: wake word, VAD, streamed turns, Home Assistant link and barge-in."""

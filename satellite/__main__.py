@@ -1,0 +1,102 @@
+"""`python -m satellite`: the room satellite, standalone (no --uri) or for Home Assistant (--uri)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from wyoming_core.logs import setup_logging
+from wyoming_core.server import serve
+
+from .audio_in import list_devices, open_mic
+from .audio_out import Player, open_sink
+from .backend import Backend
+from .core import Satellite
+from .ha import HaBackend
+from .listen import Listener
+from .services import ServiceDirectory
+from .settings import SatelliteSettings, build_parser, settings_from_args
+from .sounds import load_sounds
+from .turn import StandaloneBackend
+from .vad import SpeechProbability
+from .wake import RemoteWake, make_detector
+
+_LOGGER = logging.getLogger("satellite")
+
+
+async def run_satellite(settings: SatelliteSettings) -> None:
+    detector = make_detector(settings.wake)
+    listener = Listener(detector, SpeechProbability())
+    mic = open_mic(settings.audio)
+    player = Player(open_sink(settings.audio), lead=settings.audio.playback_lead)
+    sounds = load_sounds(settings.sounds, settings.audio.snd_format)
+    backend: Backend
+    if settings.ha_mode:
+        backend = HaBackend(settings, detector.models)
+    else:
+        backend = StandaloneBackend(settings.turn, ServiceDirectory(settings.turn), settings.name)
+    sat = Satellite(settings, mic, player, listener, sounds, backend)
+
+    await mic.open()
+    await player.start()
+    if isinstance(detector, RemoteWake):
+        detector.start()
+    await backend.start()
+    words = ", ".join(f"{m.id} ({m.phrase!r}, {m.engine})" for m in detector.models)
+    _LOGGER.info("Satellite %r is ready; wake words: %s", settings.name, words)
+
+    tasks: list[asyncio.Task[None]] = [asyncio.create_task(sat.run(), name="mic-loop")]
+    if isinstance(backend, HaBackend):
+        assert settings.server is not None
+        tasks.append(asyncio.create_task(serve(settings.server, backend.factory, service_name="satellite")))
+    else:
+        tasks.append(asyncio.create_task(_until_signal(), name="signals"))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await backend.stop()
+        if isinstance(detector, RemoteWake):
+            await detector.stop()
+        await player.close()
+        await mic.close()
+        listener.close()
+        _LOGGER.info("Satellite stopped")
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _LOGGER.info("Satellite is shutting down")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse(argv)
+    if args.list_devices:
+        print(list_devices())
+        return
+    settings = settings_from_args(args)
+    setup_logging(settings.debug, "satellite")
+    asyncio.run(run_satellite(settings))
+
+
+def run() -> None:
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    run()

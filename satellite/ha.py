@@ -1,0 +1,414 @@
+"""Home Assistant mode: the satellite is a Wyoming satellite server that HA drives.
+
+HA connects, sends `run-satellite` and pings every 2 s. On a wake word the satellite sends
+`detection`, `run-pipeline` (asr -> tts) and streams the mic; HA answers with `transcript`,
+`synthesize` and the reply audio, which is played and acknowledged with `played`. Only the
+peer that sent `run-satellite` gets mic audio; a new one replaces the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Attribution, Info, MicProgram, Satellite, SndProgram, WakeModel, WakeProgram
+from wyoming.info import AudioFormat as InfoAudioFormat
+from wyoming.ping import Ping, Pong
+from wyoming.pipeline import PipelineStage, RunPipeline
+from wyoming.snd import Played
+from wyoming.timer import TimerCancelled, TimerFinished, TimerStarted, TimerUpdated
+from wyoming.tts import Synthesize
+from wyoming.wake import Detection
+
+from wyoming_core.audio import AudioFormat, StreamConverter
+from wyoming_core.handler import ConnectionHandler, Route
+from wyoming_core.protocol import Limits
+
+from .backend import Backend
+from .settings import MIC_FORMAT, SatelliteSettings
+from .state import State
+from .wake import WakeModelInfo
+
+_LOGGER = logging.getLogger(__name__)
+
+_ATTRIBUTION = Attribution(name="wyoming-local-voice", url="https://github.com/rhasspy/wyoming")
+_ENGINE_URLS = {
+    "microWakeWord": "https://github.com/kahrendt/microWakeWord",
+    "openWakeWord": "https://github.com/dscripka/openWakeWord",
+    "remote": "https://github.com/rhasspy/wyoming",
+}
+
+
+def satellite_info(settings: SatelliteSettings, models: list[WakeModelInfo], snd: AudioFormat) -> Info:
+    engines: dict[str, list[WakeModelInfo]] = {}
+    for model in models:
+        engines.setdefault(model.engine, []).append(model)
+    wake = [
+        WakeProgram(
+            name=engine,
+            attribution=Attribution(name=engine, url=_ENGINE_URLS.get(engine, _ATTRIBUTION.url)),
+            installed=True,
+            description=f"{engine} wake word detection (in the satellite)",
+            version=None,
+            models=[
+                WakeModel(
+                    name=m.id,
+                    attribution=Attribution(name=engine, url=_ENGINE_URLS.get(engine, _ATTRIBUTION.url)),
+                    installed=True,
+                    description=m.phrase,
+                    version=None,
+                    languages=list(m.languages),
+                    phrase=m.phrase,
+                )
+                for m in items
+            ],
+        )
+        for engine, items in engines.items()
+    ]
+    return Info(
+        satellite=Satellite(
+            name=settings.name,
+            attribution=_ATTRIBUTION,
+            installed=True,
+            description="Room satellite (wake word, VAD, barge-in)",
+            version=None,
+            area=settings.area,
+            has_vad=True,
+            active_wake_words=[m.id for m in models],
+            max_active_wake_words=len(models),
+            supports_trigger=False,
+        ),
+        wake=wake,
+        mic=[
+            MicProgram(
+                name="mic",
+                attribution=_ATTRIBUTION,
+                installed=True,
+                description="Satellite microphone",
+                version=None,
+                mic_format=InfoAudioFormat(MIC_FORMAT.rate, MIC_FORMAT.width, MIC_FORMAT.channels),
+            )
+        ],
+        snd=[
+            SndProgram(
+                name="snd",
+                attribution=_ATTRIBUTION,
+                installed=True,
+                description="Satellite speaker",
+                version=None,
+                snd_format=InfoAudioFormat(snd.rate, snd.width, snd.channels),
+            )
+        ],
+    )
+
+
+class HaConnection(ConnectionHandler):
+    """One connection from Home Assistant (or anything speaking the satellite protocol)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits, backend: HaBackend
+    ) -> None:
+        self.backend = backend
+        super().__init__(reader, writer, limits)
+        _LOGGER.info("Connection from %s", self.peer)
+
+    def info(self) -> Info:
+        return self.backend.info()
+
+    def routes(self) -> Mapping[str, Route]:
+        b = self.backend
+        table: dict[str, Callable[[HaConnection, Event], Any]] = {
+            "run-satellite": b.on_run_satellite,
+            "pause-satellite": b.on_pause,
+            "ping": b.on_ping,
+            "audio-start": b.on_audio_start,
+            "audio-chunk": b.on_audio_chunk,
+            "audio-stop": b.on_audio_stop,
+            "transcript": b.on_transcript,
+            "voice-stopped": b.on_voice_stopped,
+            "synthesize": b.on_synthesize,
+            "error": b.on_error,
+            "timer-started": b.on_timer,
+            "timer-updated": b.on_timer,
+            "timer-cancelled": b.on_timer,
+            "timer-finished": b.on_timer,
+        }
+        return {name: self._bind(func) for name, func in table.items()}
+
+    def _bind(self, func: Callable[[HaConnection, Event], Any]) -> Route:
+        async def route(event: Event) -> bool:
+            await func(self, event)
+            return True
+
+        return route
+
+    async def send(self, event: Event) -> None:
+        try:
+            await self.write_event(event)
+        except (ConnectionError, RuntimeError, OSError) as err:
+            _LOGGER.debug("Cannot send %s to %s: %s", event.type, self.peer, err)
+
+    async def disconnect(self) -> None:
+        await self.backend.on_disconnect(self)
+
+
+class HaBackend(Backend):
+    def __init__(self, settings: SatelliteSettings, models: list[WakeModelInfo]) -> None:
+        self.settings = settings
+        self.models = models
+        self.peer: HaConnection | None = None
+        self.paused = False
+        self._streaming = False  # mic audio goes to the peer
+        self._turn = 0  # increases per pipeline run; stale `played` waits check it
+        self._in_turn = False
+        self._reply_text = ""
+        self._tts_open = False  # between audio-start and audio-stop from HA
+        self._discard = False  # drop the rest of an interrupted reply stream
+        self._converter: StreamConverter | None = None
+        self._source_format = MIC_FORMAT
+        self._generation = 0
+        self._timers: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def info(self) -> Info:
+        return satellite_info(self.settings, self.models, self.sat.player.format)
+
+    def factory(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits
+    ) -> HaConnection:
+        return HaConnection(reader, writer, limits, self)
+
+    def can_start_turn(self) -> bool:
+        return self.peer is not None and not self.paused
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, event: Event) -> None:
+        if self.peer is not None:
+            await self.peer.send(event)
+
+    # -- satellite -> HA ----------------------------------------------------------------------
+
+    async def begin_turn(self, wake_word: str | None, preroll: bytes) -> None:
+        self._turn += 1
+        self._in_turn = True
+        self._reply_text = ""
+        if wake_word is not None:
+            # HA looks up the phrase of this name in our info.wake (to tell two satellites apart).
+            await self._send(Detection(name=wake_word).event())
+        await self._send(
+            RunPipeline(
+                start_stage=PipelineStage.ASR, end_stage=PipelineStage.TTS, wake_word_name=wake_word
+            ).event()
+        )
+        fmt = MIC_FORMAT
+        await self._send(AudioStart(rate=fmt.rate, width=fmt.width, channels=fmt.channels).event())
+        self._streaming = True
+        if preroll:
+            await self.audio(preroll)
+        self._arm_watchdog(self.settings.vad.max_speech + self.settings.turn.stt_timeout)
+
+    async def audio(self, chunk: bytes) -> None:
+        if self._streaming:
+            fmt = MIC_FORMAT
+            await self._send(
+                AudioChunk(rate=fmt.rate, width=fmt.width, channels=fmt.channels, audio=chunk).event()
+            )
+
+    async def _stop_streaming(self) -> None:
+        if self._streaming:
+            self._streaming = False
+            await self._send(AudioStop().event())
+
+    async def end_of_speech(self) -> None:
+        await self._stop_streaming()
+        self._arm_watchdog(self.settings.turn.stt_timeout + self.settings.turn.handle_timeout)
+
+    async def abandon_turn(self, reason: str) -> None:
+        await self._stop_streaming()
+        self._in_turn = False
+        self._disarm_watchdog()
+
+    async def barge_in(self) -> None:
+        # Tell HA the old turn is over (audio-stop); the core then starts a new run-pipeline.
+        self._streaming = True  # force an audio-stop even if we were not streaming
+        await self._stop_streaming()
+        self._discard = self._tts_open
+        self._in_turn = False
+        self._disarm_watchdog()
+
+    # Never stuck after a wake: if HA goes quiet mid-turn, give up after a while.
+    def _arm_watchdog(self, seconds: float) -> None:
+        self._disarm_watchdog()
+        turn = self._turn
+        self._watchdog = asyncio.get_running_loop().call_later(
+            seconds, lambda: self._spawn(self._give_up(turn))
+        )
+
+    def _disarm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    async def _give_up(self, turn: int) -> None:
+        if turn == self._turn and self._in_turn:
+            _LOGGER.error("Home Assistant did not finish the pipeline in time; giving up on this turn")
+            await self._finish_turn(error=True)
+
+    async def _finish_turn(self, *, error: bool = False, follow_up: bool = False) -> None:
+        await self._stop_streaming()
+        self._disarm_watchdog()
+        if self._in_turn:
+            self._in_turn = False
+            await self.sat.end_turn(error=error, follow_up=follow_up)
+
+    # -- HA -> satellite ----------------------------------------------------------------------
+
+    async def on_run_satellite(self, conn: HaConnection, _event: Event) -> None:
+        old, self.peer = self.peer, conn
+        self.paused = False
+        if old is not None and old is not conn:
+            _LOGGER.info("Home Assistant at %s replaces %s", conn.peer, old.peer)
+            await self._abort_turn("replaced by a new connection")
+            await old.close()
+        _LOGGER.info("Home Assistant at %s asked for audio (run-satellite)", conn.peer)
+        if self.sat.sm.is_(State.PAUSED):
+            self.sat.sm.go(State.WAITING, "run-satellite")
+
+    async def on_pause(self, conn: HaConnection, _event: Event) -> None:
+        if conn is not self.peer:
+            return
+        self.paused = True
+        await self._abort_turn("paused by Home Assistant")
+        if not self.sat.sm.is_(State.SPEAKING, State.THINKING):
+            self.sat.sm.go(State.PAUSED, "pause-satellite")
+
+    async def on_disconnect(self, conn: HaConnection) -> None:
+        _LOGGER.info("Connection from %s closed", conn.peer)
+        if conn is not self.peer:
+            return
+        self.peer = None
+        await self._abort_turn("Home Assistant disconnected")
+        if not self.sat.sm.is_(State.SPEAKING, State.THINKING):
+            self.sat.sm.go(State.PAUSED, "Home Assistant disconnected")
+
+    async def _abort_turn(self, why: str) -> None:
+        if self._in_turn and self.sat.sm.is_(State.LISTENING):
+            _LOGGER.info("Ending the turn: %s", why)
+            self._streaming = False
+            self._in_turn = False
+            self._disarm_watchdog()
+            self.sat.sm.go(State.PAUSED if not self.can_start_turn() else State.WAITING, why)
+
+    async def on_ping(self, conn: HaConnection, event: Event) -> None:
+        await conn.send(Pong(text=Ping.from_event(event).text).event())
+
+    async def on_voice_stopped(self, conn: HaConnection, _event: Event) -> None:
+        await self._ha_ended_speech(conn, "Home Assistant heard the end of speech")
+
+    async def on_transcript(self, conn: HaConnection, event: Event) -> None:
+        _LOGGER.info("Transcript: %r", Transcript.from_event(event).text)
+        await self._ha_ended_speech(conn, "transcript")
+
+    async def _ha_ended_speech(self, conn: HaConnection, why: str) -> None:
+        if conn is self.peer and self._in_turn and self.sat.sm.is_(State.LISTENING):
+            self.sat.sm.go(State.THINKING, why)
+            await self.end_of_speech()
+
+    async def on_synthesize(self, conn: HaConnection, event: Event) -> None:
+        if conn is self.peer and self._in_turn:
+            self._reply_text = Synthesize.from_event(event).text
+            _LOGGER.info("Reply: %r", self._reply_text)
+
+    async def on_audio_start(self, conn: HaConnection, event: Event) -> None:
+        if conn is not self.peer:
+            return
+        self._tts_open = True
+        if self._discard:
+            return
+        start = AudioStart.from_event(event)
+        self._source_format = AudioFormat(start.rate, start.width, start.channels)
+        self._converter = self.sat.player.converter()
+        self._generation = self.sat.player.generation
+        if not self._in_turn:
+            _LOGGER.info("Announcement from Home Assistant")
+
+    async def on_audio_chunk(self, conn: HaConnection, event: Event) -> None:
+        if conn is not self.peer or self._discard or self._converter is None:
+            return
+        chunk = AudioChunk.from_event(event)
+        pcm = self._converter.convert(chunk.audio, AudioFormat(chunk.rate, chunk.width, chunk.channels))
+        if self.sat.player.enqueue(pcm, self._generation) is not None and not self.sat.sm.is_(State.SPEAKING):
+            if self.sat.sm.is_(State.LISTENING):
+                await self._stop_streaming()
+            self.sat.sm.go(State.SPEAKING, "reply audio" if self._in_turn else "announcement")
+
+    async def on_audio_stop(self, conn: HaConnection, _event: Event) -> None:
+        if conn is not self.peer:
+            return
+        self._tts_open = False
+        if self._discard:
+            self._discard = False
+            return
+        self._converter = None
+        self._disarm_watchdog()
+        self._spawn(self._played(conn, self._turn, self._in_turn, self.sat.player.generation))
+
+    async def _played(self, conn: HaConnection, turn: int, in_turn: bool, generation: int) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.sat.player.wait_done(timeout=600)
+        if generation != self.sat.player.generation:
+            return  # interrupted by a barge-in: the new turn owns the state
+        await conn.send(Played().event())
+        if in_turn and turn == self._turn:
+            await self._finish_turn(follow_up=self._reply_text.rstrip().endswith("?"))
+        elif not in_turn and self.sat.sm.is_(State.SPEAKING):
+            self.sat.sm.go(State.WAITING if self.can_start_turn() else State.PAUSED, "announcement played")
+
+    async def on_error(self, conn: HaConnection, event: Event) -> None:
+        error = Error.from_event(event)
+        _LOGGER.error("Home Assistant reports an error: %s (%s)", error.text, error.code)
+        if conn is self.peer and self._in_turn:
+            await self._finish_turn(error=True)
+
+    async def on_timer(self, conn: HaConnection, event: Event) -> None:
+        if TimerStarted.is_type(event.type):
+            started = TimerStarted.from_event(event)
+            self._timers[started.id] = started.total_seconds
+            _LOGGER.info(
+                "Timer %s started: %d s (%s)", started.id, started.total_seconds, started.name or "no name"
+            )
+        elif TimerUpdated.is_type(event.type):
+            updated = TimerUpdated.from_event(event)
+            self._timers[updated.id] = updated.total_seconds
+            _LOGGER.info(
+                "Timer %s updated: %d s left, %s",
+                updated.id,
+                updated.total_seconds,
+                "running" if updated.is_active else "paused",
+            )
+        elif TimerCancelled.is_type(event.type):
+            timer_id = TimerCancelled.from_event(event).id
+            self._timers.pop(timer_id, None)
+            _LOGGER.info("Timer %s cancelled", timer_id)
+        else:
+            timer_id = TimerFinished.from_event(event).id
+            self._timers.pop(timer_id, None)
+            _LOGGER.info("Timer %s finished", timer_id)
+            self.sat.play_sound("timer")
+
+    async def stop(self) -> None:
+        self._disarm_watchdog()
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,118 @@
+"""Where the standalone satellite's services are, and whether they are up.
+
+A service that fails is logged by name and probed with `describe` at growing intervals
+(1 s, 2 s, 4 s ... 30 s) until it answers again; turns keep being tried meanwhile, so the
+satellite never waits on a probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from wyoming_core.client import ServiceUnavailable, VoiceError, describe
+
+from .browse import browse
+from .settings import TurnSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+LABELS = {"asr": "STT", "tts": "TTS", "handle": "handle"}
+BACKOFF_START = 1.0
+BACKOFF_MAX = 30.0
+
+
+@dataclass
+class _Entry:
+    uri: str | None
+    given: bool  # from the command line, not zeroconf
+    down: bool = False
+    probe: asyncio.Task[None] | None = field(default=None)
+
+
+class ServiceDirectory:
+    def __init__(self, settings: TurnSettings) -> None:
+        self.settings = settings
+        self._entries = {
+            "asr": _Entry(settings.stt_uri, settings.stt_uri is not None),
+            "tts": _Entry(settings.tts_uri, settings.tts_uri is not None),
+            "handle": _Entry(settings.handle_uri, settings.handle_uri is not None),
+        }
+        self._browse_lock = asyncio.Lock()
+
+    async def discover(self) -> None:
+        """Fill in what was not given on the command line from zeroconf."""
+        missing = [kind for kind, entry in self._entries.items() if not entry.given]
+        if not missing:
+            return
+        async with self._browse_lock:
+            _LOGGER.info("Looking for %s over zeroconf", ", ".join(LABELS[k] for k in missing))
+            try:
+                found = await browse(self.settings.discover_seconds)
+            except OSError as err:
+                _LOGGER.warning("Zeroconf browsing failed: %s", err)
+                return
+            for kind in missing:
+                for service in found:
+                    if service.offers(kind):
+                        self._entries[kind].uri = service.uri
+                        _LOGGER.info("Using %s service %r at %s", LABELS[kind], service.name, service.uri)
+                        break
+                else:
+                    _LOGGER.warning("No %s service found over zeroconf", LABELS[kind])
+
+    async def uri(self, kind: str) -> str:
+        entry = self._entries[kind]
+        if entry.uri is None:
+            await self.discover()
+        if entry.uri is None:
+            raise ServiceUnavailable(
+                f"No {LABELS[kind]} service: give --{'stt' if kind == 'asr' else kind}-uri"
+            )
+        return entry.uri
+
+    def is_down(self, kind: str) -> bool:
+        return self._entries[kind].down
+
+    def failed(self, kind: str, err: BaseException) -> None:
+        entry = self._entries[kind]
+        _LOGGER.error("%s service at %s failed: %s", LABELS[kind], entry.uri or "(unknown)", err)
+        if not entry.down:
+            entry.down = True
+            entry.probe = asyncio.create_task(self._probe(kind), name=f"probe-{kind}")
+
+    def ok(self, kind: str) -> None:
+        entry = self._entries[kind]
+        if entry.down:
+            entry.down = False
+            _LOGGER.info("%s service at %s is back", LABELS[kind], entry.uri)
+        if entry.probe is not None and entry.probe is not asyncio.current_task():
+            entry.probe.cancel()
+        entry.probe = None
+
+    async def _probe(self, kind: str) -> None:
+        entry = self._entries[kind]
+        delay = BACKOFF_START
+        while entry.down:
+            _LOGGER.info("Reconnecting to the %s service in %.0f s", LABELS[kind], delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+            if not entry.given:
+                entry.uri = None  # it may have moved: browse again
+                await self.discover()
+            if entry.uri is None:
+                continue
+            try:
+                await describe(entry.uri, timeout=3.0)
+            except VoiceError:
+                continue
+            self.ok(kind)
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            if entry.probe is not None:
+                entry.probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await entry.probe

@@ -1,0 +1,187 @@
+"""Small stand-ins for the handle and TTS services, run as subprocesses in satellite tests.
+
+    python -m tests.satellite.fake_services --uri tcp://127.0.0.1:PORT handle --reply "..." --delay 0.2
+    python -m tests.satellite.fake_services --uri tcp://127.0.0.1:PORT tts [--speech]
+
+They log what they receive (`handle got ...`, `tts got ...`) for the tests to check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.event import Event
+from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop
+from wyoming.info import Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStopped
+
+from wyoming_core.audio import float_to_pcm16
+from wyoming_core.handler import ConnectionHandler, Route
+from wyoming_core.protocol import Limits
+from wyoming_core.server import ServerSettings, serve
+
+_LOGGER = logging.getLogger("fake")
+_ATTR = Attribution(name="test", url="https://example.invalid")
+RATE = 22050
+
+
+def tone_speech(text: str) -> bytes:
+    """A tone per word (not speech, but long enough to interrupt): 0.25 s per word."""
+    words = max(1, len(text.split()))
+    t = np.arange(int(RATE * 0.25 * words)) / RATE
+    return float_to_pcm16(0.2 * np.sin(2 * np.pi * 440 * t))
+
+
+def piper(text: str) -> bytes:
+    from tests.support.speech import piper_speech
+
+    pcm, fmt = piper_speech(text)
+    assert fmt.rate == RATE
+    return pcm
+
+
+class FakeHandle(ConnectionHandler):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits,
+        args: argparse.Namespace,
+    ) -> None:
+        self.args = args
+        super().__init__(reader, writer, limits)
+
+    def info(self) -> Info:
+        model = HandleModel(
+            name="fake", attribution=_ATTR, installed=True, description=None, version=None, languages=["en"]
+        )
+        program = HandleProgram(
+            name="fake-handle",
+            attribution=_ATTR,
+            installed=True,
+            description=None,
+            version=None,
+            models=[model],
+            supports_handled_streaming=True,
+        )
+        return Info(handle=[program])
+
+    def routes(self) -> Mapping[str, Route]:
+        return {"transcript": self._transcript}
+
+    async def _transcript(self, event: Event) -> bool:
+        transcript = Transcript.from_event(event)
+        conversation = (transcript.context or {}).get("conversation_id")
+        _LOGGER.info("handle got %r conversation_id=%s", transcript.text, conversation)
+        sentences = [s for s in re.split(r"(?<=[.?!])\s+", self.args.reply) if s]
+        await self.write_event(HandledStart().event())
+        await asyncio.sleep(self.args.first_delay)
+        for index, sentence in enumerate(sentences):
+            if index:
+                await asyncio.sleep(self.args.delay)
+            await self.write_event(HandledChunk(text=sentence + " ").event())
+        await self.write_event(HandledStop().event())
+        await self.write_event(Handled(text=self.args.reply).event())
+        return True
+
+
+class FakeTts(ConnectionHandler):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits,
+        speak: Callable[[str], bytes],
+    ) -> None:
+        self.speak = speak
+        self.streaming = False
+        super().__init__(reader, writer, limits)
+
+    def info(self) -> Info:
+        voice = TtsVoice(
+            name="fake", attribution=_ATTR, installed=True, description=None, version=None, languages=["en"]
+        )
+        program = TtsProgram(
+            name="fake-tts",
+            attribution=_ATTR,
+            installed=True,
+            description=None,
+            version=None,
+            voices=[voice],
+            supports_synthesize_streaming=True,
+        )
+        return Info(tts=[program])
+
+    def routes(self) -> Mapping[str, Route]:
+        return {
+            "synthesize-start": self._start,
+            "synthesize-chunk": self._chunk,
+            "synthesize": self._synthesize,
+            "synthesize-stop": self._stop,
+        }
+
+    async def _audio(self, text: str) -> None:
+        pcm = await asyncio.to_thread(self.speak, text)
+        await self.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+        step = RATE // 10 * 2
+        for start in range(0, len(pcm), step):
+            await self.write_event(
+                AudioChunk(rate=RATE, width=2, channels=1, audio=pcm[start : start + step]).event()
+            )
+        await self.write_event(AudioStop().event())
+
+    async def _start(self, event: Event) -> bool:
+        self.streaming = True
+        return True
+
+    async def _chunk(self, event: Event) -> bool:
+        text = SynthesizeChunk.from_event(event).text
+        _LOGGER.info("tts got %r", text)
+        await self._audio(text)
+        return True
+
+    async def _synthesize(self, event: Event) -> bool:
+        if not self.streaming:  # in streaming mode this is the full text again: ignore
+            await self._audio(Synthesize.from_event(event).text)
+        return True
+
+    async def _stop(self, event: Event) -> bool:
+        await self.write_event(SynthesizeStopped().event())
+        self.streaming = False
+        return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--uri", required=True)
+    sub = parser.add_subparsers(dest="kind", required=True)
+    handle = sub.add_parser("handle")
+    handle.add_argument("--reply", default="It is twelve o'clock.")
+    handle.add_argument("--first-delay", type=float, default=0.0)
+    handle.add_argument("--delay", type=float, default=0.2)
+    tts = sub.add_parser("tts")
+    tts.add_argument("--speech", action="store_true", help="Real speech with the piper voice")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    settings = ServerSettings(uri=args.uri)
+    if args.kind == "handle":
+        asyncio.run(
+            serve(settings, lambda r, w, lim: FakeHandle(r, w, lim, args), service_name="fake-handle")
+        )
+    else:
+        speak = piper if args.speech else tone_speech
+        if args.speech:
+            speak("warm up")
+        _LOGGER.info("fake tts is ready")
+        asyncio.run(serve(settings, lambda r, w, lim: FakeTts(r, w, lim, speak), service_name="fake-tts"))
+
+
+if __name__ == "__main__":
+    main()
