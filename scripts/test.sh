@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Home Assistant venvs for tests/ha (Python 3.13; in CI a missing 3.13 fails here).
+bash scripts/setup-ha.sh
 . .venv/bin/activate
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy

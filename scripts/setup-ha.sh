@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Set up the Home Assistant venvs the HA tests (tests/ha/) drive: one per tested version,
+# .venv-ha/<version>/, with `homeassistant` plus only the requirements of the integrations
+# the tests load (no default_config), and a static ffmpeg from PyPI for TTS conversion.
+#
+# Idempotent and cached: a venv whose .ha-ready marker matches this script is reused as is;
+# pip's own cache makes a rebuild quick. HA needs CPython 3.13 (HA_PYTHON, python3.13 on
+# PATH, or pyenv's). Without it this fails in CI (CI=true) and only warns elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HA_VERSIONS="${HA_VERSIONS:-2025.4.4 2026.2.3}"
+HA_VENVS="${HA_VENVS:-.venv-ha}"
+is_ci() { case "${CI:-}" in 1 | true | TRUE | True | yes) return 0 ;; *) return 1 ;; esac; }
+
+find_python() {
+  local candidate
+  for candidate in "${HA_PYTHON:-}" "$(command -v python3.13 || true)" \
+    "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.13*/bin/python3.13; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] \
+      && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if ! PY313="$(find_python)"; then
+  msg="CPython 3.13 not found (set HA_PYTHON or 'pyenv install 3.13.0'): Home Assistant cannot be installed"
+  if is_ci; then
+    echo "ERROR: $msg; the HA tests would fail." >&2
+    exit 1
+  fi
+  echo "WARNING: $msg; the HA tests (tests/ha) will be skipped." >&2
+  exit 0
+fi
+
+# The marker ties a venv to this script and the requirement walker: edit either, and it is rebuilt.
+stamp() { cat scripts/setup-ha.sh tests/ha/ha_requirements.py | sha256sum | cut -c1-16; }
+
+setup_one() {
+  local version="$1" dir="$HA_VENVS/$1" marker="$HA_VENVS/$1/.ha-ready"
+  local want
+  want="$version $(stamp)"
+  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$want" ] && [ -x "$dir/bin/python" ]; then
+    echo "Home Assistant $version: $dir is up to date"
+    return 0
+  fi
+  echo "Home Assistant $version: building $dir with $("$PY313" --version)"
+  rm -rf "$dir"
+  "$PY313" -m venv "$dir"
+  local pip=("$dir/bin/python" -m pip -q --disable-pip-version-check)
+  "${pip[@]}" install --upgrade pip
+  # HA pins every dependency against its own package_constraints.txt, shipped in the wheel.
+  local dl="$dir/.download"
+  mkdir -p "$dl"
+  "${pip[@]}" download --no-deps --ignore-requires-python -d "$dl" "homeassistant==$version"
+  "$dir/bin/python" - "$dl" <<'EOF'
+import sys, zipfile, pathlib
+dl = pathlib.Path(sys.argv[1])
+wheel = next(dl.glob("homeassistant-*.whl"))
+data = zipfile.ZipFile(wheel).read("homeassistant/package_constraints.txt")
+(dl / "constraints.txt").write_bytes(data)
+EOF
+  # 2026.2.x declares Python >= 3.13.2 but runs on 3.13.0 (what pyenv has here).
+  "${pip[@]}" install --ignore-requires-python -c "$dl/constraints.txt" "$dl"/homeassistant-*.whl
+  mapfile -t reqs < <("$dir/bin/python" tests/ha/ha_requirements.py)
+  "${pip[@]}" install --ignore-requires-python -c "$dl/constraints.txt" "${reqs[@]}" "imageio-ffmpeg>=0.5"
+  "$dir/bin/python" -c "import homeassistant.const as c, imageio_ffmpeg; assert c.__version__ == '$version'"
+  rm -rf "$dl"
+  echo "$want" >"$marker"
+  echo "Home Assistant $version: ready"
+}
+
+mkdir -p "$HA_VENVS"
+# Versions build side by side: most of the time is spent waiting on downloads.
+pids=()
+for version in $HA_VERSIONS; do
+  setup_one "$version" >"$HA_VENVS/setup-$version.log" 2>&1 &
+  pids+=("$!")
+done
+failed=0
+i=0
+for version in $HA_VERSIONS; do
+  if wait "${pids[$i]}"; then
+    grep -v "is ignored: it is neither" "$HA_VENVS/setup-$version.log" | tail -n 2
+  else
+    echo "ERROR: setting up Home Assistant $version failed:" >&2
+    grep -v "is ignored: it is neither" "$HA_VENVS/setup-$version.log" | tail -n 30 >&2
+    failed=1
+  fi
+  i=$((i + 1))
+done
+exit "$failed"

@@ -1,0 +1,47 @@
+"""Fixtures for the Home Assistant tests: one headless HA per version, shared by the session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.ha.harness import HA_VERSIONS, HomeAssistant, ha_python, ha_ready
+from tests.support.speech import piper_speech, silence
+from wyoming_core.audio import AudioFormat, to_stt_format, write_wav
+
+STT_FORMAT = AudioFormat(16000, 2, 1)
+
+
+def _missing(version: str) -> None:
+    """In CI a missing HA venv is a failure, never a silent skip; locally it may be skipped."""
+    message = (
+        f"Home Assistant {version} is not set up at {ha_python(version)}: "
+        "run scripts/setup-ha.sh (needs CPython 3.13, e.g. pyenv install 3.13.0)"
+    )
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session", params=HA_VERSIONS, ids=[f"ha{v}" for v in HA_VERSIONS])
+async def ha(request: pytest.FixtureRequest) -> AsyncIterator[HomeAssistant]:
+    version: str = request.param
+    if not ha_ready(version):
+        _missing(version)
+    hass = await HomeAssistant(version).start()
+    try:
+        yield hass
+    finally:
+        await hass.stop()
+
+
+def speech_wav(path: Path, text: str, trailing_silence: float = 1.5) -> Path:
+    """Real speech as the 16 kHz mono WAV a satellite would stream, with silence after it
+    so the pipeline's VAD sees the end of the command."""
+    pcm, fmt = piper_speech(text)
+    audio = silence(0.3, STT_FORMAT) + to_stt_format(pcm, fmt) + silence(trailing_silence, STT_FORMAT)
+    write_wav(path, audio, STT_FORMAT)
+    return path

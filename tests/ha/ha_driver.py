@@ -1,0 +1,417 @@
+"""Drive a real, headless Home Assistant against our Wyoming services.
+
+Runs in the HA venv (Python 3.13, `homeassistant` installed), never in the main venv:
+
+    .venv-ha/<version>/bin/python tests/ha/ha_driver.py CONFIG_DIR
+
+It boots Home Assistant in CONFIG_DIR with only the integrations a voice stack needs
+(wyoming, assist_pipeline, assist_satellite, conversation, stt, tts, ffmpeg, http), prints
+one JSON line `{"ready": true, "version": ...}` and then answers one JSON command per stdin
+line with one JSON line on stdout: `{"id": N, "ok": true, "result": {...}}` or
+`{"id": N, "ok": false, "error": "..."}`. Everything HA logs goes to stderr.
+
+Commands (`op`): add_entry, stt, tts, tts_stream, converse, set_pipeline, pipeline,
+satellite_watch, satellite_result, states, stop. They call the same APIs HA's own websocket
+commands and the wyoming integration call, so what passes here passes in a real HA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from homeassistant import bootstrap, loader
+from homeassistant.components import assist_pipeline, conversation, stt, tts
+from homeassistant.components.assist_pipeline.pipeline import async_update_pipeline
+from homeassistant.config_entries import ConfigEntries
+from homeassistant.const import __version__ as HA_VERSION
+from homeassistant.core import Context, Event, HomeAssistant
+from homeassistant.core_config import async_process_ha_core_config
+from homeassistant.helpers import entity_registry as er
+from homeassistant.setup import async_setup_component
+
+_LOGGER = logging.getLogger("ha_driver")
+
+# The wire to the test process: a private dup of stdout, so that nothing HA or a library
+# prints can corrupt the protocol.
+_OUT = os.fdopen(os.dup(1), "w", buffering=1)
+sys.stdout = sys.stderr
+
+SAMPLE_RATE = 16000
+CHUNK_BYTES = 2048  # 64 ms of 16 kHz 16-bit mono, about what a satellite sends
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _read_pcm16k(path: str) -> bytes:
+    """16 kHz 16-bit mono PCM from a WAV file (the test prepares it in that format)."""
+    with wave.open(path, "rb") as wav:
+        if (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) != (SAMPLE_RATE, 2, 1):
+            raise ValueError(f"{path}: need 16 kHz 16-bit mono WAV")
+        return wav.readframes(wav.getnframes())
+
+
+async def _pcm_stream(pcm: bytes, realtime: bool) -> AsyncIterator[bytes]:
+    for start in range(0, len(pcm), CHUNK_BYTES):
+        yield pcm[start : start + CHUNK_BYTES]
+        # The pipeline's VAD expects audio at about the speed a microphone gives it.
+        await asyncio.sleep(CHUNK_BYTES / (SAMPLE_RATE * 2) if realtime else 0)
+
+
+def _v(value: Any) -> Any:
+    """An enum's plain value (HA's enums differ in how str() prints them)."""
+    return getattr(value, "value", value)
+
+
+def _wav_info(data: bytes) -> dict[str, Any]:
+    """Describe a WAV (a streamed one has 0 frames in its header: count the bytes)."""
+    with wave.open(io.BytesIO(data), "rb") as wav:
+        rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
+        pcm = wav.readframes(wav.getnframes() or 1 << 30)
+    return {
+        "rate": rate,
+        "width": width,
+        "channels": channels,
+        "seconds": len(pcm) / (rate * width * channels),
+    }
+
+
+class Driver:
+    def __init__(self, hass: HomeAssistant, out_dir: Path) -> None:
+        self.hass = hass
+        self.out_dir = out_dir
+        self.satellite_states: list[tuple[float, str]] = []
+        self._n = 0
+
+    def _out_path(self, suffix: str) -> Path:
+        self._n += 1
+        return self.out_dir / f"out-{self._n}{suffix}"
+
+    def _entities(self, entry_id: str) -> list[dict[str, Any]]:
+        registry = er.async_get(self.hass)
+        result = []
+        for ent in er.async_entries_for_config_entry(registry, entry_id):
+            state = self.hass.states.get(ent.entity_id)
+            result.append(
+                {
+                    "entity_id": ent.entity_id,
+                    "domain": ent.domain,
+                    "state": state.state if state else None,
+                    "name": state.name if state else None,
+                    "attributes": dict(state.attributes) if state else {},
+                }
+            )
+        return result
+
+    async def op_add_entry(self, host: str, port: int) -> dict[str, Any]:
+        """The config flow a user runs in the UI: Add integration -> Wyoming -> host, port."""
+        flow = self.hass.config_entries.flow
+        result = await flow.async_init("wyoming", context={"source": "user"})
+        form_step = result.get("step_id")
+        result = await flow.async_configure(result["flow_id"], {"host": host, "port": port})
+        out: dict[str, Any] = {"form_step": form_step, "type": _v(result["type"])}
+        if "errors" in result:
+            out["errors"] = result.get("errors")
+        if "reason" in result:
+            out["reason"] = result.get("reason")
+        if entry := result.get("result"):
+            await self.hass.async_block_till_done()
+            out.update(
+                title=entry.title,
+                entry_id=entry.entry_id,
+                entry_state=_v(entry.state),
+                entities=self._entities(entry.entry_id),
+            )
+        return out
+
+    async def op_states(self, entry_id: str) -> dict[str, Any]:
+        return {"entities": self._entities(entry_id)}
+
+    async def op_stt(self, entity_id: str, wav: str, language: str = "en") -> dict[str, Any]:
+        entity = stt.async_get_speech_to_text_entity(self.hass, entity_id)
+        if entity is None:
+            raise ValueError(f"no STT entity {entity_id}")
+        metadata = stt.SpeechMetadata(
+            language=language,
+            format=stt.AudioFormats.WAV,
+            codec=stt.AudioCodecs.PCM,
+            bit_rate=stt.AudioBitRates.BITRATE_16,
+            sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+            channel=stt.AudioChannels.CHANNEL_MONO,
+        )
+        started = time.monotonic()
+        result = await entity.internal_async_process_audio_stream(
+            metadata, _pcm_stream(_read_pcm16k(wav), realtime=False)
+        )
+        return {
+            "text": result.text,
+            "result": _v(result.result),
+            "seconds": time.monotonic() - started,
+            "supported_languages": entity.supported_languages,
+        }
+
+    async def op_tts(
+        self, entity_id: str, message: str, language: str | None = None, options: dict | None = None
+    ) -> dict[str, Any]:
+        """TTS the way a media player or the pipeline gets it: through the TTS manager."""
+        stream = tts.async_create_stream(self.hass, entity_id, language, options)
+        stream.async_set_message(message)
+        data = b"".join([chunk async for chunk in stream.async_stream_result()])
+        return self._save_audio(stream.extension, data)
+
+    async def op_tts_stream(
+        self, entity_id: str, chunks: list[str], language: str | None = None, delay: float = 0.2
+    ) -> dict[str, Any]:
+        """TTS with streamed text input, as an LLM agent feeds it (HA >= 2025.7 with wyoming)."""
+        stream = tts.async_create_stream(self.hass, entity_id, language, None)
+        sent: list[float] = []
+
+        async def text() -> AsyncIterator[str]:
+            for chunk in chunks:
+                sent.append(time.monotonic())
+                yield chunk
+                await asyncio.sleep(delay)
+
+        stream.async_set_message_stream(text())
+        data = bytearray()
+        first_audio: float | None = None
+        async for chunk in stream.async_stream_result():
+            # The first chunk of a streamed WAV is its header alone.
+            if first_audio is None and len(data) >= 44:
+                first_audio = time.monotonic()
+            data += chunk
+        result = self._save_audio(stream.extension, bytes(data))
+        result["supports_streaming_input"] = getattr(stream, "supports_streaming_input", None)
+        # Audio before the last text chunk was sent proves the text really streamed in.
+        result["audio_before_last_text"] = first_audio is not None and first_audio < sent[-1]
+        return result
+
+    def _save_audio(self, extension: str, data: bytes) -> dict[str, Any]:
+        path = self._out_path(f".{extension}")
+        path.write_bytes(data)
+        result: dict[str, Any] = {"extension": extension, "path": str(path), "bytes": len(data)}
+        if extension == "wav" and data:
+            result.update(_wav_info(data))
+        return result
+
+    async def op_converse(
+        self, agent_id: str, text: str, conversation_id: str | None = None, language: str = "en"
+    ) -> dict[str, Any]:
+        result = await conversation.async_converse(
+            self.hass, text, conversation_id, Context(), language=language, agent_id=agent_id
+        )
+        response = result.response
+        return {
+            "speech": response.speech.get("plain", {}).get("speech", ""),
+            "response_type": _v(response.response_type),
+            "error_code": _v(response.error_code),
+            "conversation_id": result.conversation_id,
+        }
+
+    async def op_set_pipeline(self, stt_engine: str, conversation_engine: str, tts_engine: str) -> dict:
+        """Point the preferred pipeline (the one satellites use) at our services."""
+        pipeline = assist_pipeline.async_get_pipeline(self.hass)
+        await async_update_pipeline(
+            self.hass,
+            pipeline,
+            name="Local voice",
+            language="en",
+            stt_engine=stt_engine,
+            stt_language="en",
+            conversation_engine=conversation_engine,
+            conversation_language="en",
+            tts_engine=tts_engine,
+            tts_language="en",
+            tts_voice=None,
+        )
+        return {"pipeline": assist_pipeline.async_get_pipeline(self.hass).to_json()}
+
+    async def op_pipeline(
+        self, wav: str, conversation_id: str | None = None, tts_format: str = "wav"
+    ) -> dict[str, Any]:
+        """One assist pipeline run STT -> conversation -> TTS on an audio stream."""
+        events: list[dict[str, Any]] = []
+
+        def on_event(event: Any) -> None:
+            events.append({"type": _v(event.type), "data": event.data})
+
+        await assist_pipeline.async_pipeline_from_audio_stream(
+            self.hass,
+            context=Context(),
+            event_callback=on_event,
+            stt_metadata=stt.SpeechMetadata(
+                language="",  # the pipeline fills in its STT language
+                format=stt.AudioFormats.WAV,
+                codec=stt.AudioCodecs.PCM,
+                bit_rate=stt.AudioBitRates.BITRATE_16,
+                sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+                channel=stt.AudioChannels.CHANNEL_MONO,
+            ),
+            stt_stream=_pcm_stream(_read_pcm16k(wav), realtime=True),
+            conversation_id=conversation_id,
+            tts_audio_output=tts_format,
+        )
+        result: dict[str, Any] = {"events": events}
+        for event in events:
+            data = event["data"] or {}
+            if event["type"] == "stt-end":
+                result["stt_text"] = data["stt_output"]["text"]
+            elif event["type"] == "intent-end":
+                response = data["intent_output"]["response"]
+                result["speech"] = response["speech"].get("plain", {}).get("speech", "")
+                result["conversation_id"] = data["intent_output"].get("conversation_id")
+            elif event["type"] == "tts-end" and data.get("tts_output"):
+                media_id = data["tts_output"]["media_id"]
+                extension, audio = await tts.async_get_media_source_audio(self.hass, media_id)
+                result["tts"] = self._save_audio(extension, audio)
+            elif event["type"] == "error":
+                result["error"] = data
+        return result
+
+    async def op_satellite_watch(self, entity_id: str) -> dict[str, Any]:
+        """Record every state the assist_satellite entity goes through from now on."""
+        self.satellite_states.clear()
+
+        def on_change(event: Event) -> None:
+            if event.data["entity_id"] == entity_id and (new := event.data.get("new_state")):
+                self.satellite_states.append((time.monotonic(), new.state))
+
+        if not getattr(self, "_watching", False):
+            self.hass.bus.async_listen("state_changed", on_change)
+            self._watching = True
+        state = self.hass.states.get(entity_id)
+        return {"state": state.state if state else None}
+
+    async def op_satellite_wait(self, entity_id: str, sequence: list[str], timeout: float) -> dict:
+        """Wait until the satellite's states contain `sequence` in order."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = [s for _, s in self.satellite_states]
+            it = iter(seen)
+            if all(any(s == want for s in it) for want in sequence):
+                return {"states": seen, "complete": True}
+            if time.monotonic() > deadline:
+                return {"states": seen, "complete": False}
+            await asyncio.sleep(0.2)
+
+
+async def _boot(config_dir: Path, ffmpeg_bin: str | None) -> HomeAssistant:
+    """Bring up HA's core and the voice integrations, as bootstrap does but without the
+    default integrations (frontend, cloud, ...) a voice test does not need."""
+    hass = HomeAssistant(str(config_dir))
+    loader.async_setup(hass)
+    hass.config.skip_pip = True  # only the requirements installed by scripts/setup-ha.sh
+    hass.config_entries = ConfigEntries(hass, {})
+    await bootstrap.async_load_base_functionality(hass)
+    for domain in ("homeassistant", "persistent_notification"):
+        if not await async_setup_component(hass, domain, {}):
+            raise RuntimeError(f"HA core integration {domain} failed")
+    await async_process_ha_core_config(
+        hass,
+        {
+            "name": "Voice test",
+            "latitude": 0,
+            "longitude": 0,
+            "elevation": 0,
+            "unit_system": "metric",
+            "time_zone": "UTC",
+            "language": "en",
+            "country": "US",
+        },
+    )
+    config: dict[str, Any] = {
+        "http": {"server_host": ["127.0.0.1"], "server_port": _free_port()},
+        "ffmpeg": {"ffmpeg_bin": ffmpeg_bin} if ffmpeg_bin else {},
+    }
+    for domain in (
+        "http",
+        "ffmpeg",
+        "stt",
+        "tts",
+        "conversation",
+        "assist_pipeline",
+        "assist_satellite",
+        "wyoming",
+    ):
+        if not await async_setup_component(hass, domain, config):
+            raise RuntimeError(f"integration {domain} failed to set up (see log)")
+    await hass.async_start()
+    await hass.async_block_till_done()
+    return hass
+
+
+async def _serve(driver: Driver) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        request = json.loads(line)
+        req_id, op, timeout = request.pop("id"), request.pop("op"), request.pop("timeout", 300)
+        if op == "stop":
+            _OUT.write(json.dumps({"id": req_id, "ok": True, "result": {}}) + "\n")
+            return
+        handler: Callable[..., Awaitable[dict[str, Any]]] | None = getattr(driver, f"op_{op}", None)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown op {op!r}")
+            _LOGGER.info("op %s %s", op, request)
+            result = await asyncio.wait_for(handler(**request), timeout)
+            reply = {"id": req_id, "ok": True, "result": result}
+        except Exception as err:  # report every failure to the test, keep serving
+            _LOGGER.exception("op %s failed", op)
+            reply = {"id": req_id, "ok": False, "error": f"{type(err).__name__}: {err}"}
+            reply["traceback"] = traceback.format_exc()
+        _OUT.write(json.dumps(reply, default=str) + "\n")
+
+
+async def _main(config_dir: Path) -> None:
+    ffmpeg_bin = None
+    try:
+        import imageio_ffmpeg  # a static ffmpeg from PyPI, so no apt ffmpeg is needed
+
+        ffmpeg_bin = imageio_ffmpeg.get_ffmpeg_exe()
+    except ImportError:
+        pass
+    started = time.monotonic()
+    hass = await _boot(config_dir, ffmpeg_bin)
+    out_dir = config_dir / "driver-out"
+    out_dir.mkdir(exist_ok=True)
+    _OUT.write(
+        json.dumps({"ready": True, "version": HA_VERSION, "boot_seconds": time.monotonic() - started}) + "\n"
+    )
+    try:
+        await _serve(Driver(hass, out_dir))
+    finally:
+        await hass.async_stop()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for name in ("homeassistant.components.wyoming", "homeassistant.components.assist_pipeline", "ha_driver"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    config_dir = Path(sys.argv[1])
+    config_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_main(config_dir))
+
+
+if __name__ == "__main__":
+    main()
