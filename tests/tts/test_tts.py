@@ -229,9 +229,11 @@ def voices_dir(tmp_path: Path) -> Path:
 
 
 async def test_custom_voice_is_advertised_and_selected_by_that_name(
-    voices_dir: Path, service_factory: list[ServiceProcess]
+    voices_dir: Path, service_factory: list[ServiceProcess], tts_service: ServiceProcess
 ) -> None:
-    service = ServiceProcess("wyoming_tts", "--data-dir", str(voices_dir), "--max-voices", "2").start()
+    service = ServiceProcess(
+        "wyoming_tts", "--data-dir", str(voices_dir), "--max-voices", "2", "--sentence-silence", "1.0"
+    ).start()
     service_factory.append(service)
     service.wait_listening()
     # Describe is answered at once, even while the default voice is still loading.
@@ -253,3 +255,8 @@ async def test_custom_voice_is_advertised_and_selected_by_that_name(
     assert "alice, bob" in err.value.text
     await service.wait_ready(marker="Voice en_US-joe-medium is ready")
     assert "Voice en_GB-test-medium is ready" in service.log()
+
+    # --sentence-silence: 1 s between the three sentences, none between clause parts.
+    spaced = await synthesize(service.uri, REPLY)
+    plain = await synthesize(tts_service.uri, REPLY)
+    assert 1.3 <= spaced.seconds - plain.seconds <= 2.7, (spaced.seconds, plain.seconds)
