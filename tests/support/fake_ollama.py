@@ -312,6 +312,10 @@ class FakeOllama:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # Only `stop()` cancels these; ending quietly keeps asyncio from logging the
+            # cancelled connection callback as an error.
+            pass
         finally:
             self._connections.discard(task)
             writer.close()
