@@ -51,6 +51,7 @@ class Satellite:
         self.end_of_speech_at = 0.0
         self._segmenter: Segmenter | None = None
         self._own_sound_until = 0.0
+        self._finish_task: asyncio.Task[None] | None = None
         self._handlers: dict[State, Handler] = {
             State.WAITING: self._while_waiting,
             State.LISTENING: self._while_listening,
@@ -163,6 +164,7 @@ class Satellite:
         pcm = self.sounds.get(kind)
         if not pcm:
             return
+        _LOGGER.info("Playing the %s sound", kind)
         starts = self.player.enqueue(pcm)
         if starts is not None:
             end = starts + len(pcm) / self.player.format.bytes_per_second + _OWN_SOUND_TAIL
@@ -183,8 +185,8 @@ class Satellite:
         else:
             self.sm.go(State.WAITING, "turn over" if not error else "turn failed")
         limit = self.settings.exit_after_turns
-        if limit and self.turns >= limit:
-            asyncio.get_running_loop().create_task(self._finish())
+        if limit and self.turns >= limit and self._finish_task is None:
+            self._finish_task = asyncio.create_task(self._finish())
 
     async def _finish(self) -> None:
         try:

@@ -335,6 +335,11 @@ class HaBackend(Backend):
         if conn is not self.peer:
             return
         self._tts_open = True
+        if self._streaming and not self._discard:
+            # A reply cannot start while the request is still being streamed: this is the
+            # answer to a turn that a barge-in ended.
+            _LOGGER.info("Dropping reply audio of an interrupted turn")
+            self._discard = True
         if self._discard:
             return
         start = AudioStart.from_event(event)

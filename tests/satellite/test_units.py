@@ -1,0 +1,138 @@
+"""Fast checks of the satellite's parts: player, segmenter, pre-roll, settings, info, sounds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from satellite.audio_out import FileSink, Player
+from satellite.ha import satellite_info
+from satellite.listen import Preroll
+from satellite.settings import SoundSettings, VadSettings, build_parser, settings_from_args
+from satellite.sounds import load_sounds
+from satellite.state import State, StateMachine
+from satellite.vad import Segment, Segmenter
+from satellite.wake import LocalWake
+from wyoming_core.audio import AudioFormat, read_wav
+
+SND = AudioFormat(22050, 2, 1)
+
+
+async def test_player_plays_in_order_and_stop_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "out.wav"
+    player = Player(FileSink(path, SND), lead=0.06)
+    await player.start()
+    try:
+        one_second = b"\x10\x00" * SND.rate
+        starts = player.enqueue(one_second)
+        assert starts is not None
+        await asyncio.sleep(0.3)
+        assert player.busy
+        generation = player.generation
+        report = player.stop()
+        # Only what was already handed to the sink (the lead) can still sound.
+        assert report.audible_until - report.stopped_at <= player.lead + 0.05
+        assert report.flushed_seconds > 0.3
+        assert player.enqueue(one_second, generation) is None  # late audio of the old reply
+        await player.wait_done(timeout=5)
+    finally:
+        await player.close()
+    audio, fmt = read_wav(path)
+    assert fmt == SND
+    played = audio.count(b"\x10\x00") / SND.rate
+    assert 0.1 < played < 0.8
+
+
+def test_segmenter_ends_after_silence_and_times_out() -> None:
+    settings = VadSettings(end_silence=0.5, no_speech_timeout=2.0)
+    seg = Segmenter(settings)
+    window = 0.032
+    assert seg.feed(window * 10, [0.9] * 10) is Segment.SPEAKING
+    assert seg.feed(window * 10, [0.1] * 10) is Segment.SPEAKING
+    assert seg.feed(window * 10, [0.1] * 10) is Segment.ENDED
+    quiet = Segmenter(settings)
+    for _ in range(70):
+        state = quiet.feed(window, [0.0])
+    assert state is Segment.NO_SPEECH
+    # A click (one window) does not count as speech.
+    click = Segmenter(settings)
+    assert click.feed(window, [0.9]) is Segment.WAITING
+
+
+def test_preroll_keeps_the_last_seconds() -> None:
+    preroll = Preroll(0.1)  # 3200 bytes
+    for value in range(10):
+        preroll.add(bytes([value]) * 640)
+    data = preroll.take()
+    assert len(data) == 3200 and data.endswith(bytes([9]) * 640)
+    assert preroll.take() == b""
+
+
+def test_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SATELLITE_END_SILENCE", "0.9")
+    monkeypatch.setenv("SATELLITE_WAKE_WORD", "hey_jarvis,alexa")
+    args = build_parser().parse(
+        ["--area", "Kitchen", "--uri", "tcp://127.0.0.1:10700", "--snd-format", "16000:2:1"]
+    )
+    settings = settings_from_args(args)
+    assert settings.vad.end_silence == 0.9
+    assert settings.wake.names == ("hey_jarvis", "alexa")
+    assert settings.ha_mode and settings.area == "Kitchen"
+    assert settings.audio.snd_format == AudioFormat(16000, 2, 1)
+    with pytest.raises(AttributeError):
+        settings.area = "x"  # type: ignore[misc]
+    assert not settings_from_args(build_parser().parse([])).ha_mode
+
+
+def test_info_lists_wake_words_with_phrases() -> None:
+    settings = settings_from_args(
+        build_parser().parse(
+            [
+                "--name",
+                "kitchen",
+                "--area",
+                "Kitchen",
+                "--wake-word",
+                "hey_jarvis",
+                "--wake-word",
+                "oww:alexa",
+            ]
+        )
+    )
+    wake = LocalWake(settings.wake)
+    info = satellite_info(settings, wake.models, SND)
+    assert (
+        info.satellite is not None and info.satellite.name == "kitchen" and info.satellite.area == "Kitchen"
+    )
+    assert info.satellite.active_wake_words == ["hey_jarvis", "alexa"]
+    phrases = {m.name: m.phrase for program in info.wake for m in program.models}
+    assert phrases == {"hey_jarvis": "Hey Jarvis", "alexa": "Alexa"}
+    for program in info.wake:
+        assert program.installed and program.attribution.name
+        assert all(m.languages and m.installed and m.attribution for m in program.models)
+    event = info.event()
+    assert event.data["satellite"]["name"] == "kitchen"
+
+
+def test_unknown_wake_word_is_a_clear_error() -> None:
+    settings = settings_from_args(build_parser().parse(["--wake-word", "hey_computer"]))
+    with pytest.raises(SystemExit, match="Unknown wake word 'hey_computer'"):
+        LocalWake(settings.wake)
+
+
+def test_sounds_are_generated_and_can_be_turned_off() -> None:
+    sounds = load_sounds(SoundSettings(), SND)
+    assert all(len(sounds.get(kind)) > SND.rate // 10 for kind in ("wake", "done", "error", "timer"))
+    assert load_sounds(SoundSettings(enabled=False), SND).wake == b""
+    assert load_sounds(SoundSettings(error="none"), SND).error == b""
+
+
+def test_state_changes_are_logged_in_words(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="satellite.state")
+    machine = StateMachine()
+    machine.go(State.LISTENING, "wake word 'okay_nabu'")
+    assert "waiting for the wake word -> listening to the request (wake word 'okay_nabu')" in caplog.text
+    assert time.monotonic() >= machine.since
