@@ -13,6 +13,7 @@ from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
 from wyoming_core.workers import WorkerPool
 
+from .download import Downloader, DownloadError
 from .engine import SynthesisOptions, VoiceCache, VoiceLoadError
 from .handler import TtsContext, TtsHandler
 from .settings import TtsSettings, build_parser, settings_from_args
@@ -27,20 +28,23 @@ INSTALL_HINT = (
 )
 
 
-async def _preload(cache: VoiceCache, catalogue: VoiceCatalogue, name: str) -> None:
-    voice = catalogue.find(name)
-    if voice is None:
-        return
+async def _preload(
+    cache: VoiceCache, catalogue: VoiceCatalogue, name: str, downloader: Downloader | None
+) -> None:
     try:
-        await cache.get(voice)
-    except VoiceLoadError as err:
+        if catalogue.find(name) is None and downloader is not None:
+            await downloader.fetch(name)
+        voice = catalogue.voices(fresh=True).get(name)
+        if voice is not None:
+            await cache.get(voice)
+    except (VoiceLoadError, DownloadError) as err:
         _LOGGER.error("%s", err)
 
 
 async def main(settings: TtsSettings) -> None:
     catalogue = VoiceCatalogue(settings.data_dirs)
     voices = catalogue.voices(fresh=True)
-    if settings.voice not in voices:
+    if settings.voice not in voices and not settings.download:
         places = [str(p) for p in catalogue.places()]
         raise ModelNotFoundError("piper voice", settings.voice, places, INSTALL_HINT)
     _LOGGER.info("Voices: %s", ", ".join(f"{v.name} ({v.source})" for v in voices.values()))
@@ -54,9 +58,10 @@ async def main(settings: TtsSettings) -> None:
         job=JobSettings(settings.sentence_silence, settings.samples_per_chunk, settings.clause_split),
         catalogue=catalogue,
         cache=cache,
+        downloader=Downloader(settings.data_dirs[0]) if settings.download else None,
     )
     # Load the default voice in the background: describe is answered while it loads.
-    preload = asyncio.create_task(_preload(cache, catalogue, settings.voice))
+    preload = asyncio.create_task(_preload(cache, catalogue, settings.voice, context.downloader))
     try:
         await serve(settings.server, partial(TtsHandler, context=context), service_name="wyoming-tts")
     finally:

@@ -16,6 +16,7 @@ from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
 from . import __version__
+from .download import Downloader, DownloadError
 from .engine import SynthesisOptions, VoiceCache
 from .speech import JobSettings, SpeechJob, SpeechRequest
 from .text import SentenceSplitter, split_sentences
@@ -94,6 +95,7 @@ class TtsContext:
     job: JobSettings
     catalogue: VoiceCatalogue
     cache: VoiceCache
+    downloader: Downloader | None = None
 
 
 @dataclass
@@ -136,6 +138,7 @@ class TtsHandler(ConnectionHandler):
         request = _parse(Synthesize.from_event, event)
         text = request.text if isinstance(request.text, str) else ""
         self._check_length(len(text))
+        await self._download_if_missing(request.voice)
         job = self._start_job(self._select(request.voice), streaming=False)
         job.add(split_sentences(text))
         job.finish()
@@ -145,6 +148,7 @@ class TtsHandler(ConnectionHandler):
         if self._stream is not None:
             raise RequestError(OUT_OF_ORDER, "synthesize-start received while a stream is already open")
         request = _parse(SynthesizeStart.from_event, event)
+        await self._download_if_missing(request.voice)
         job = self._start_job(self._select(request.voice), streaming=True)
         self._stream = _Stream(job, SentenceSplitter())
         return True
@@ -194,6 +198,21 @@ class TtsHandler(ConnectionHandler):
         """An error found during synthesis: tell the client and end the connection."""
         await self.send_error(code, text)
         self.writer.close()
+
+    async def _download_if_missing(self, requested: SynthesizeVoice | None) -> None:
+        """With --download, fetch a named (or the default) voice that is not installed yet."""
+        downloader = self.context.downloader
+        name = _text(requested.name) if requested is not None else None
+        if requested is None or not (name or _text(requested.language)):
+            name = self.context.default_voice
+        if downloader is None or name is None or self.context.catalogue.find(name) is not None:
+            return
+        try:
+            await downloader.fetch(name)
+        except DownloadError as err:
+            available = ", ".join(sorted(self.context.catalogue.voices())) or "none"
+            raise RequestError(VOICE_NOT_FOUND, f"{err}; installed: {available}") from None
+        self.context.catalogue.voices(fresh=True)
 
     def _select(self, requested: SynthesizeVoice | None) -> tuple[VoiceEntry, SynthesisOptions]:
         """The voice and options a request asks for; a clear error if it cannot be had."""

@@ -33,6 +33,8 @@ class TtsSettings:
     samples_per_chunk: int
     # Split the first sentence at clause boundaries so audio starts early.
     clause_split: bool
+    # Fetch a voice that is not installed from the piper-voices hub (needs internet).
+    download: bool
     debug: bool
 
 
@@ -55,6 +57,11 @@ def build_parser() -> EnvArgs:
         "--no-clause-split",
         action="store_true",
         help="Synthesize the first sentence whole instead of clause by clause (later first audio)",
+    )
+    args.add(
+        "--download",
+        action="store_true",
+        help="Download a voice from the piper-voices hub when it is not installed (needs internet)",
     )
     return args
 
@@ -86,5 +93,6 @@ def settings_from_args(ns: argparse.Namespace) -> TtsSettings:
         max_voices=ns.max_voices,
         samples_per_chunk=ns.samples_per_chunk,
         clause_split=not ns.no_clause_split,
+        download=ns.download,
         debug=ns.debug,
     )

@@ -232,7 +232,14 @@ async def test_custom_voice_is_advertised_and_selected_by_that_name(
     voices_dir: Path, service_factory: list[ServiceProcess], tts_service: ServiceProcess
 ) -> None:
     service = ServiceProcess(
-        "wyoming_tts", "--data-dir", str(voices_dir), "--max-voices", "2", "--sentence-silence", "1.0"
+        "wyoming_tts",
+        "--data-dir",
+        str(voices_dir),
+        "--max-voices",
+        "2",
+        "--sentence-silence",
+        "1.0",
+        "--download",
     ).start()
     service_factory.append(service)
     service.wait_listening()
@@ -253,6 +260,10 @@ async def test_custom_voice_is_advertised_and_selected_by_that_name(
     with pytest.raises(ServiceError) as err:
         await synthesize(service.uri, SHORT, voice="en_GB-test-medium", speaker="carol")
     assert "alice, bob" in err.value.text
+    # --download only tries the hub for a voice that is not installed, and says so if it fails.
+    with pytest.raises(ServiceError) as err:
+        await synthesize(service.uri, SHORT, voice="xx_XX-nobody-low")
+    assert err.value.code == "voice-not-found" and "Could not download" in err.value.text
     await service.wait_ready(marker="Voice en_US-joe-medium is ready")
     assert "Voice en_GB-test-medium is ready" in service.log()
 
