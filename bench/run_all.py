@@ -1,0 +1,212 @@
+"""Run every benchmark in bench/ and print one table: each figure, its target, pass or falls short.
+
+    python bench/run_all.py                    # all of them, one after another
+    python bench/run_all.py --only stt,tts     # some of them
+    python bench/run_all.py --readme           # also put the table (and date) into README.md
+
+Each `bench/<name>.py` runs as its own process with `--json FILE` (one at a time: they would
+distort each other's timings). A benchmark that fails, times out, writes no figures or does
+not exist is listed as such in the table, never left out. The end-to-end figure (end of
+speech -> first reply audio) comes from `bench/satellite.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/run_all.py` from anywhere
+from bench.common import Figure, load
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+NOT_BENCHMARKS = {"common", "run_all", "__init__"}
+# Benchmarks the issues ask for: listed even when their script does not exist (yet).
+EXPECTED = ("stt", "tts", "llm", "satellite")
+END_TO_END = "end of speech -> first reply audio"
+README_SECTION = "## Benchmarks"
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "ok", "failed", "missing"
+    title: str = ""
+    figures: list[Figure] = field(default_factory=list)
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def discover() -> list[str]:
+    found = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in NOT_BENCHMARKS)
+    return list(dict.fromkeys([*[n for n in EXPECTED if n in found], *found]))
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[-count:])[-300:]
+
+
+def run_one(name: str, timeout: float, log_dir: Path) -> Outcome:
+    script = BENCH / f"{name}.py"
+    if not script.exists():
+        return Outcome(name, "missing", detail=f"bench/{name}.py does not exist")
+    json_path = log_dir / f"{name}.json"
+    log_path = log_dir / f"{name}.log"
+    print(f"== bench/{name}.py (log: {log_path})", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        try:
+            proc = subprocess.run(
+                [sys.executable, str(script), "--json", str(json_path)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    seconds = time.monotonic() - started
+    output = log_path.read_text(errors="replace")
+    if code is None:
+        return Outcome(name, "failed", detail=f"timed out after {timeout:g} s", seconds=seconds)
+    if code != 0:
+        return Outcome(name, "failed", detail=f"exit {code}: {_last_lines(output)}", seconds=seconds)
+    if not json_path.exists():
+        return Outcome(name, "failed", detail="exited 0 but wrote no figures", seconds=seconds)
+    try:
+        title, figures = load(json_path)
+    except (ValueError, KeyError, TypeError) as err:
+        return Outcome(name, "failed", detail=f"unreadable figures: {err}", seconds=seconds)
+    return Outcome(name, "ok", title, figures, seconds=seconds)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _value(figure: Figure) -> str:
+    return f"{figure.value:.3g} {figure.unit}".strip()
+
+
+def _target(figure: Figure) -> str:
+    return f"{figure.op} {figure.target:g} {figure.unit}".strip() if figure.target is not None else "-"
+
+
+def _verdict(figure: Figure) -> str:
+    return {True: "pass", False: "FALLS SHORT", None: "info"}[figure.passed]
+
+
+def is_end_to_end(figure: Figure) -> bool:
+    name = figure.name.lower().replace("→", "->")
+    return "end of speech" in name and "first reply audio" in name
+
+
+def table(outcomes: list[Outcome]) -> str:
+    lines = [
+        "| benchmark | figure | value | target | result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    end_to_end = [(o, f) for o in outcomes for f in o.figures if is_end_to_end(f)]
+    # The figure the whole stack is judged by comes first.
+    for outcome, figure in end_to_end:
+        lines.append(
+            f"| **end to end** ({outcome.name}) | **{_cell(figure.name)}** | **{_value(figure)}** | "
+            f"{_target(figure)} | **{_verdict(figure)}** |"
+        )
+    if not end_to_end:
+        sat = next((o for o in outcomes if o.name == "satellite"), None)
+        why = (
+            sat.detail if sat is not None and sat.status != "ok" else "bench/satellite.py gave no such figure"
+        )
+        lines.append(f"| **end to end** | {END_TO_END} | - | - | **NOT MEASURED**: {_cell(why)} |")
+    for outcome in outcomes:
+        if outcome.status != "ok":
+            lines.append(
+                f"| {outcome.name} | - | - | - | **{outcome.status.upper()}**: {_cell(outcome.detail)} |"
+            )
+            continue
+        if not outcome.figures:
+            lines.append(f"| {outcome.name} | - | - | - | **FAILED**: no figures |")
+        for figure in outcome.figures:
+            if (outcome, figure) in end_to_end:
+                continue
+            name = _cell(figure.name + (f" ({figure.note})" if figure.note else ""))
+            lines.append(
+                f"| {outcome.name} | {name} | {_value(figure)} | {_target(figure)} | {_verdict(figure)} |"
+            )
+    return "\n".join(lines)
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    figures = [f for o in outcomes for f in o.figures]
+    short = sum(1 for f in figures if f.passed is False)
+    passed = sum(1 for f in figures if f.passed is True)
+    bad = [f"{o.name} ({o.status})" for o in outcomes if o.status != "ok"]
+    text = f"{passed} figures meet their target, {short} fall short"
+    return text + (f"; not run: {', '.join(bad)}" if bad else "; every benchmark ran")
+
+
+def header(when: dt.datetime) -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"Taken {when:%Y-%m-%d %H:%M} UTC with `python bench/run_all.py` on {platform.machine()}, "
+        f"{cores} cores, no GPU (load average {load:.1f} at the end: the machine is shared)."
+    )
+
+
+def update_readme(readme: Path, section_body: str) -> None:
+    """Replace the body of the `## Benchmarks` section (up to the next `## `), or append it."""
+    text = readme.read_text()
+    lines = text.splitlines(keepends=True)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.rstrip() == README_SECTION)
+    except StopIteration:
+        readme.write_text(text.rstrip("\n") + f"\n\n{README_SECTION}\n\n{section_body}\n")
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    new = [*lines[: start + 1], "\n", section_body.rstrip("\n") + "\n"]
+    if end < len(lines):
+        new += ["\n", *lines[end:]]
+    readme.write_text("".join(new))
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_argument("--only", help="Comma-separated benchmark names (default: every bench/*.py)")
+    cli.add_argument(
+        "--timeout", type=float, default=1200, help="Seconds per benchmark before it counts as failed"
+    )
+    cli.add_argument(
+        "--readme", action="store_true", help="Write the table into README.md's Benchmarks section"
+    )
+    cli.add_argument("--logs", type=Path, help="Keep each benchmark's output and JSON here")
+    args = cli.parse_args(argv)
+
+    names = [n.strip() for n in args.only.split(",")] if args.only else discover()
+    log_dir = args.logs or Path(tempfile.mkdtemp(prefix="bench-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = [run_one(name, args.timeout, log_dir) for name in names]
+    when = dt.datetime.now(dt.UTC)
+    body = "\n\n".join([header(when), table(outcomes), summary(outcomes) + "."])
+    print(body)
+    if args.readme:
+        update_readme(ROOT / "README.md", body)
+        print(f"README.md: {README_SECTION} updated", file=sys.stderr)
+    # A benchmark that did not run is a failure of this command; a figure short of target is not.
+    return 0 if all(o.status == "ok" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
