@@ -161,11 +161,13 @@ class OllamaBackend:
             produced = False
             try:
                 async for piece in self._attempt(messages, first_deadline):
-                    produced = True
+                    produced = self.reachable = True
                     yield piece
                 return
-            except Exception as err:
+            except Exception as err:  # classified below, never swallowed
                 failure = classify(err, self.url, self.model)
+                if failure.failure is UNREACHABLE:
+                    self.reachable = False
                 now = time.monotonic()
                 if produced or not failure.transient or now + delay > min(retry_until, first_deadline):
                     if attempt > 1:

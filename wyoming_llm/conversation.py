@@ -71,6 +71,12 @@ class Conversations:
                 _LOGGER.info("Conversation %s reset on request", key)
                 await say(local.RESET_REPLY)
                 return Outcome(True, local.RESET_REPLY)
+            if self.backend.reachable is False:
+                # Ollama was down at the last try: the time and date need not wait for retries.
+                answer = local.clock_answer(text, self._now())
+                if answer is not None:
+                    await say(answer)
+                    return Outcome(True, answer)
             return await self._ask_model(text, language, key, say)
 
     async def _ask_model(self, text: str, language: str | None, key: str, say: SentenceSink) -> Outcome:

@@ -67,6 +67,17 @@ def conversation_key(context: Mapping[str, Any]) -> str | None:
     return None
 
 
+def parse_transcript(event: Event) -> Transcript:
+    """Lenient: a missing or odd field never ends the connection; an empty text is answered."""
+    data = event.data or {}
+    text, language, context = data.get("text"), data.get("language"), data.get("context")
+    return Transcript(
+        text=text if isinstance(text, str) else "",
+        language=language if isinstance(language, str) and language.strip() else None,
+        context=context if isinstance(context, dict) else None,
+    )
+
+
 class LlmHandler(ConnectionHandler):
     def __init__(
         self,
@@ -90,14 +101,14 @@ class LlmHandler(ConnectionHandler):
         return {"transcript": self._on_transcript}
 
     async def _on_transcript(self, event: Event) -> bool:
-        transcript = Transcript.from_event(event)
+        transcript = parse_transcript(event)
         await self._cancel()  # a new question replaces an unfinished one
         # Answer in a task so the read loop keeps reading: it is how a disconnect is noticed.
         self._answering = asyncio.create_task(self._answer(transcript))
         return True
 
     async def _answer(self, transcript: Transcript) -> None:
-        context: dict[str, Any] = dict(transcript.context) if isinstance(transcript.context, dict) else {}
+        context: dict[str, Any] = dict(transcript.context or {})
         key = conversation_key(context)
         if key is None:
             # No id at all: a fresh conversation, whose id goes back so the client can continue it.
@@ -106,9 +117,7 @@ class LlmHandler(ConnectionHandler):
         started = time.monotonic()
         try:
             await self.write_event(HandledStart(context=context).event())
-            outcome = await self.conversations.respond(
-                transcript.text or "", transcript.language, key, self._say
-            )
+            outcome = await self.conversations.respond(transcript.text, transcript.language, key, self._say)
         except (ConnectionError, RuntimeError):
             _LOGGER.debug("Client %s went away during the answer", self.peer)
             return

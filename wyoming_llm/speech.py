@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 
 FENCE = "```"
+# Blocks never spoken: code, and the reasoning some models write before answering.
+HIDDEN = ((FENCE, FENCE), ("<think>", "</think>"))
 
 _ABBREVIATIONS = frozenset(
     [
@@ -136,7 +138,8 @@ class SentenceStream:
 
     def __init__(self) -> None:
         self._raw = ""
-        self._in_fence = False
+        # The closing marker of the hidden block (code, reasoning) being skipped, if any.
+        self._closing: str | None = None
         self.sentences: list[str] = []
 
     @property
@@ -148,31 +151,35 @@ class SentenceStream:
         self._raw += token
         out: list[str] = []
         while True:
-            if self._in_fence:
-                end = self._raw.find(FENCE)
+            if self._closing is not None:
+                end = self._raw.find(self._closing)
                 if end < 0:
-                    # Code is never spoken; keep only what could be the start of the closing fence.
-                    self._raw = self._raw[-2:]
+                    # Never spoken; keep only what could be the start of the closing marker.
+                    self._raw = self._raw[-(len(self._closing) - 1) :]
                     return self._emit(out)
-                self._raw = self._raw[end + len(FENCE) :]
-                self._in_fence = False
+                self._raw = self._raw[end + len(self._closing) :]
+                self._closing = None
                 continue
-            start = self._raw.find(FENCE)
-            if start < 0:
+            found = [(self._raw.find(o), o, c) for o, c in HIDDEN if o in self._raw]
+            if not found:
                 break
-            before, self._raw = self._raw[:start], self._raw[start + len(FENCE) :]
+            start, opener, closer = min(found)
+            before, self._raw = self._raw[:start], self._raw[start + len(opener) :]
             out += _split(before, final=True)[0]
-            self._in_fence = True
-        # Hold back a trailing "`" or "``": it may be the start of a fence.
-        held = len(self._raw) - len(self._raw.rstrip("`"))
-        ready, kept = (self._raw[:-held], self._raw[-held:]) if 0 < held < 3 else (self._raw, "")
+            self._closing = closer
+        # Hold back what may be the start of a hidden block ("`", "``", "<thi").
+        held = max(
+            (n for opener, _ in HIDDEN for n in range(1, len(opener)) if self._raw.endswith(opener[:n])),
+            default=0,
+        )
+        ready, kept = (self._raw[:-held], self._raw[-held:]) if held else (self._raw, "")
         sentences, leftover = _split(ready, final=False)
         self._raw = leftover + kept
         return self._emit(out + sentences)
 
     def flush(self) -> list[str]:
-        rest = "" if self._in_fence else self._raw
-        self._raw, self._in_fence = "", False
+        rest = "" if self._closing is not None else self._raw
+        self._raw, self._closing = "", None
         return self._emit(_split(rest, final=True)[0])
 
     def _emit(self, sentences: list[str]) -> list[str]:

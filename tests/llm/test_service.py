@@ -477,3 +477,22 @@ async def test_disconnect_before_the_first_word_stops_the_request(
 def test_default_reply_is_two_sentences() -> None:
     # Other packages' tests rely on the fake's default answer having two sentences.
     assert DEFAULT_REPLY.count(".") + DEFAULT_REPLY.count("?") == 2
+
+
+async def test_odd_transcript_fields_are_answered_not_fatal(
+    service: ServiceProcess, fake: FakeOllama
+) -> None:
+    from tests.support.raw import RawClient
+
+    client = await RawClient.connect(service.port)
+    try:
+        await client.send("transcript", {"context": "not a dict", "language": 5})
+        events = await client.receive_until("handled-stop")
+        assert [e.type for e in events] == ["handled-start", "not-handled", "handled-stop"]
+        assert NotHandled.from_event(events[1]).text == EMPTY_REPLY
+        # The connection is still usable.
+        await client.send("transcript", {"text": "Still here?", "context": {"conversation_id": "odd"}})
+        events = await client.receive_until("handled-stop")
+        assert Handled.from_event(events[-2]).text == "You said: Still here?"
+    finally:
+        await client.close()

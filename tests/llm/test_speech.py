@@ -65,6 +65,11 @@ def test_unclosed_fence_is_never_spoken() -> None:
     assert text == "Here you go:"
 
 
+def test_reasoning_blocks_are_not_spoken() -> None:
+    _emitted, text = stream("<think>The user wants the time. Fine.</think>It is noon. Enjoy lunch.")
+    assert text == "It is noon. Enjoy lunch."
+
+
 def test_only_unspeakable_text_gives_nothing() -> None:
     assert stream("😀 🚀 👍")[1] == ""
     assert clean_for_speech("```") == ""
