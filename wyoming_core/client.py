@@ -53,6 +53,10 @@ class ServiceUnavailable(VoiceError):
     """The service could not be reached."""
 
 
+class ConnectFailed(ServiceUnavailable):
+    """Could not even connect: nothing was sent, so another instance may take the request."""
+
+
 class ServiceTimeout(VoiceError):
     """The service did not answer in time."""
 
@@ -142,7 +146,7 @@ class Connection:
                 raise ServiceUnavailable(f"Unsupported URI {self.uri!r}; use tcp:// or unix://")
             self.reader, self.writer = await asyncio.wait_for(coro, min(self.timeout, 10.0))
         except (OSError, TimeoutError) as err:
-            raise ServiceUnavailable(f"Cannot connect to {self.uri}: {err or 'timed out'}") from err
+            raise ConnectFailed(f"Cannot connect to {self.uri}: {err or 'timed out'}") from err
 
     async def close(self) -> None:
         if self.writer is not None and not self._closed:

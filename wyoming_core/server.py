@@ -116,24 +116,28 @@ async def serve(
     if on_started is not None:
         on_started(server)
 
-    advertiser = None
-    if settings.zeroconf_name is not None and server.port is not None:
-        from discovery.advertise import Advertiser  # only needed with --zeroconf
-
-        advertiser = Advertiser(
-            name=settings.zeroconf_name or None,
-            port=server.port,
-            bind_host=server.host,
-            service_name=service_name,
-        )
-        await advertiser.start()
-
     loop = asyncio.get_running_loop()
     wait_task = asyncio.ensure_future(server.wait())
+    # Before advertising: a stop while announcing must still send the zeroconf goodbye.
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, wait_task.cancel)
+
+    advertiser = None
     try:
+        if settings.zeroconf_name is not None and server.port is not None:
+            from discovery.advertise import Advertiser  # only needed with --zeroconf
+
+            advertiser = Advertiser(
+                name=settings.zeroconf_name or None,
+                port=server.port,
+                bind_host=server.host,
+                service_name=service_name,
+            )
+            advertise_task = asyncio.ensure_future(advertiser.start())
+            await asyncio.wait({advertise_task, wait_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not advertise_task.done():
+                advertise_task.cancel()
         await wait_task
     except asyncio.CancelledError:
         _LOGGER.info("%s is shutting down", service_name)

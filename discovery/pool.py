@@ -1,0 +1,153 @@
+"""Spread requests over several instances of one kind of service, and fail over.
+
+    pool = ServicePool("asr", browser=browser)            # or ServicePool("asr", ["tcp://a:10300", ...])
+    text = (await pool.call(lambda uri: transcribe(uri, pcm, fmt))).text
+    async for item in pool.stream(lambda uri: transcribe_stream(uri, mic, fmt)):
+        ...
+
+Each call starts at the next instance (round-robin), so turns from many rooms spread over
+every machine that runs the service. An instance that cannot be connected to is marked
+failed and the *same* request goes to the next one, as nothing was sent yet. A failure
+after the request started (a timeout, a dropped connection) is raised — the audio was
+already spent — but the instance is marked failed, so the next turn goes elsewhere. Failed
+instances are tried last until `retry_after` seconds have passed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from wyoming_core.client import ConnectFailed, ServiceError, ServiceUnavailable, VoiceError
+
+from .catalog import normalise_kind
+
+if TYPE_CHECKING:
+    from .browse import Browser
+
+T = TypeVar("T")
+
+_LOGGER = logging.getLogger(__name__)
+
+# Error codes that say the instance, not the request, is at fault.
+_INSTANCE_ERROR_CODES = frozenset({"model-unavailable", "internal-error", "overloaded"})
+
+
+class ServicePool:
+    """Round-robin over the instances of one service kind, with failover."""
+
+    def __init__(
+        self,
+        kind: str,
+        uris: Sequence[str] | str = (),
+        *,
+        browser: Browser | None = None,
+        retry_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kind = normalise_kind(kind)
+        self.static_uris = [uris] if isinstance(uris, str) else list(uris)
+        self.browser = browser
+        self.retry_after = retry_after
+        self._clock = clock
+        self._failed_at: dict[str, float] = {}
+        self._turns = itertools.count()
+
+    def uris(self) -> list[str]:
+        """Given URIs first, then the answering instances discovery has found."""
+        found = [s.uri for s in self.browser.of_kind(self.kind)] if self.browser is not None else []
+        return list(dict.fromkeys([*self.static_uris, *found]))
+
+    def is_failed(self, uri: str) -> bool:
+        failed_at = self._failed_at.get(uri)
+        return failed_at is not None and self._clock() - failed_at < self.retry_after
+
+    def mark_failed(self, uri: str, reason: object = "") -> None:
+        if not self.is_failed(uri):
+            detail = f": {reason}" if reason else ""
+            _LOGGER.warning("%s service %s is not answering%s", self.kind, uri, detail)
+        self._failed_at[uri] = self._clock()
+
+    def mark_ok(self, uri: str) -> None:
+        if self._failed_at.pop(uri, None) is not None:
+            _LOGGER.info("%s service %s is answering again", self.kind, uri)
+
+    def order(self) -> list[str]:
+        """The instances to try for the next request: healthy ones from the next in turn, failed last."""
+        uris = self.uris()
+        if not uris:
+            return []
+        turn = next(self._turns) % len(uris)
+        rotated = uris[turn:] + uris[:turn]
+        return [u for u in rotated if not self.is_failed(u)] + [u for u in rotated if self.is_failed(u)]
+
+    def _none_found(self) -> ServiceUnavailable:
+        where = " (none found by zeroconf)" if self.browser is not None else ""
+        return ServiceUnavailable(
+            f"No {self.kind} service to ask{where}; run `python -m discovery` to see what is found"
+        )
+
+    def _all_failed(self, uris: list[str], last: VoiceError) -> ServiceUnavailable:
+        return ServiceUnavailable(f"No {self.kind} service answered (tried {', '.join(uris)}): {last}")
+
+    def _after_error(self, uri: str, err: VoiceError) -> None:
+        if isinstance(err, ServiceError) and err.code not in _INSTANCE_ERROR_CODES:
+            return  # the service answered: the request was refused, the instance is fine
+        self.mark_failed(uri, err)
+
+    async def call(self, request: Callable[[str], Awaitable[T]], *, replayable: bool = False) -> T:
+        """`await request(uri)` on the next instance, moving on while none could be connected to.
+
+        With `replayable` (the request's input can be sent again, e.g. text or a whole clip), a
+        request that started and then failed also moves on to the next instance.
+        """
+        uris = self.order()
+        if not uris:
+            raise self._none_found()
+        last: VoiceError | None = None
+        for uri in uris:
+            try:
+                result = await request(uri)
+            except ConnectFailed as err:
+                self.mark_failed(uri, err)
+                last = err
+                continue
+            except VoiceError as err:
+                self._after_error(uri, err)
+                if replayable and not isinstance(err, ServiceError):
+                    last = err
+                    continue
+                raise
+            self.mark_ok(uri)
+            return result
+        assert last is not None
+        raise self._all_failed(uris, last) from last
+
+    async def stream(self, request: Callable[[str], AsyncIterator[T]]) -> AsyncIterator[T]:
+        """Yield from `request(uri)`, moving on to the next instance only while nothing was sent."""
+        uris = self.order()
+        if not uris:
+            raise self._none_found()
+        last: VoiceError | None = None
+        for uri in uris:
+            started = False
+            try:
+                async for item in request(uri):
+                    started = True
+                    yield item
+            except ConnectFailed as err:
+                self.mark_failed(uri, err)
+                if started:
+                    raise
+                last = err
+                continue
+            except VoiceError as err:
+                self._after_error(uri, err)
+                raise
+            self.mark_ok(uri)
+            return
+        assert last is not None
+        raise self._all_failed(uris, last) from last
