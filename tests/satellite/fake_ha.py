@@ -32,6 +32,7 @@ class FakeHa:
     run_satellite: bool = True
     events: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
     pong_delays: list[float] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)  # every event type, in order
     ping_failures: int = 0
     info: Info | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,6 +67,7 @@ class FakeHa:
         assert self._reader is not None
         try:
             while (event := await read_event(self._reader, CLIENT_LIMITS)) is not None:
+                self.received.append(event.type)
                 if Pong.is_type(event.type):
                     self.pong_delays.append(time.monotonic() - self._ping_sent)
                     self._pong.set()
