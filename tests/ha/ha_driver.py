@@ -78,17 +78,15 @@ def _v(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
-def _wav_info(data: bytes) -> dict[str, Any]:
-    """Describe a WAV (a streamed one has 0 frames in its header: count the bytes)."""
+def _wav_pcm(data: bytes) -> tuple[int, int, int, bytes]:
+    """(rate, width, channels, PCM) of a WAV. A streamed WAV from HA >= 2025.7 says 0
+    frames in its header (the length is unknown when it is sent): take all after `data`."""
     with wave.open(io.BytesIO(data), "rb") as wav:
         rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
-        pcm = wav.readframes(wav.getnframes() or 1 << 30)
-    return {
-        "rate": rate,
-        "width": width,
-        "channels": channels,
-        "seconds": len(pcm) / (rate * width * channels),
-    }
+        pcm = wav.readframes(wav.getnframes())
+    if not pcm:
+        pcm = data[data.index(b"data") + 8 :]
+    return rate, width, channels, pcm
 
 
 class Driver:
@@ -175,10 +173,15 @@ class Driver:
         return self._save_audio(stream.extension, data)
 
     async def op_tts_stream(
-        self, entity_id: str, chunks: list[str], language: str | None = None, delay: float = 0.2
+        self,
+        entity_id: str,
+        chunks: list[str],
+        language: str | None = None,
+        options: dict | None = None,
+        delay: float = 0.2,
     ) -> dict[str, Any]:
         """TTS with streamed text input, as an LLM agent feeds it (HA >= 2025.7 with wyoming)."""
-        stream = tts.async_create_stream(self.hass, entity_id, language, None)
+        stream = tts.async_create_stream(self.hass, entity_id, language, options)
         sent: list[float] = []
 
         async def text() -> AsyncIterator[str]:
@@ -203,10 +206,19 @@ class Driver:
 
     def _save_audio(self, extension: str, data: bytes) -> dict[str, Any]:
         path = self._out_path(f".{extension}")
-        path.write_bytes(data)
         result: dict[str, Any] = {"extension": extension, "path": str(path), "bytes": len(data)}
         if extension == "wav" and data:
-            result.update(_wav_info(data))
+            rate, width, channels, pcm = _wav_pcm(data)
+            seconds = len(pcm) / (rate * width * channels)
+            result.update(rate=rate, width=width, channels=channels, seconds=seconds)
+            # Saved with a complete header, so that any WAV reader takes it.
+            with wave.open(str(path), "wb") as wav:
+                wav.setframerate(rate)
+                wav.setsampwidth(width)
+                wav.setnchannels(channels)
+                wav.writeframes(pcm)
+        else:
+            path.write_bytes(data)
         return result
 
     async def op_converse(
