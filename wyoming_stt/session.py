@@ -185,6 +185,7 @@ class TranscriptionSession:
 
     async def stop(self) -> None:
         """`audio-stop`: answer with the final transcript (unless it went out early)."""
+        self._endpoint.release()  # no audio is fed to the VAD after audio-stop
         if self.finished:
             return
         self.finished = True
@@ -226,6 +227,7 @@ class TranscriptionSession:
         )
 
     def cancel(self) -> None:
+        self._endpoint.release()
         for task in (self._partial, self._final.task if self._final else None, self._early_task):
             if task is not None and not task.done():
                 task.cancel()
