@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -48,6 +49,7 @@ class ConnectionHandler(ABC):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "local")
         self._routes: Mapping[str, Route] = {Describe().event().type: self._describe, **self.routes()}
         self.closed = False
+        self._last_write = 0.0  # monotonic time of the last event sent
 
     @abstractmethod
     def info(self) -> Info:
@@ -56,6 +58,16 @@ class ConnectionHandler(ABC):
     @abstractmethod
     def routes(self) -> Mapping[str, Route]:
         """Event type -> coroutine returning False to end the connection."""
+
+    def busy(self) -> bool:
+        """True while this connection is still being answered; the idle timeout then waits.
+
+        By default: an event went out within the idle timeout (a long reply is streaming).
+        Services that work on a request in the background before the first reply event
+        (a queue, a model loading) override this so a waiting client is not cut off as idle.
+        """
+        idle = self.limits.idle_timeout
+        return idle is not None and time.monotonic() - self._last_write < idle
 
     async def disconnect(self) -> None:
         """Called once when the connection ends: cancel this client's work here."""
@@ -68,6 +80,7 @@ class ConnectionHandler(ABC):
         if self.closed:
             raise ConnectionResetError("client has disconnected")
         await async_write_event(event, self.writer)
+        self._last_write = time.monotonic()
 
     async def send_error(self, code: str, text: str) -> None:
         try:
@@ -85,7 +98,7 @@ class ConnectionHandler(ABC):
         try:
             while True:
                 try:
-                    event = await read_event(self.reader, self.limits)
+                    event = await read_event(self.reader, self.limits, self.busy)
                 except ProtocolError as err:
                     _LOGGER.warning("Closing connection from %s: %s", self.peer, err.text)
                     await self.send_error(err.code, err.text)

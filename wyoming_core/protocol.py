@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,10 +90,30 @@ async def _with_timeout(coro: Any, timeout: float | None) -> Any:
         ) from None
 
 
-async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | None:
-    """Read one event, enforcing `limits`. Returns None on a clean end of stream."""
+async def _header_line(
+    reader: asyncio.StreamReader, limits: Limits, busy: Callable[[], bool] | None
+) -> bytes:
+    while True:
+        try:
+            line: bytes = await _with_timeout(reader.readuntil(b"\n"), limits.idle_timeout)
+            return line
+        except ProtocolError as err:
+            # Between events, a connection the service is still answering is not idle.
+            # A cancelled readuntil leaves what it read in the buffer: waiting again loses nothing.
+            if err.code == IDLE_TIMEOUT and busy is not None and busy():
+                continue
+            raise
+
+
+async def read_event(
+    reader: asyncio.StreamReader, limits: Limits, busy: Callable[[], bool] | None = None
+) -> Event | None:
+    """Read one event, enforcing `limits`. Returns None on a clean end of stream.
+
+    `busy()` is asked when the idle timeout passes between events: True keeps waiting.
+    """
     try:
-        line = await _with_timeout(reader.readuntil(b"\n"), limits.idle_timeout)
+        line = await _header_line(reader, limits, busy)
     except asyncio.IncompleteReadError as err:
         if err.partial.strip():
             raise ProtocolError(TRUNCATED, "Connection closed in the middle of an event") from None
