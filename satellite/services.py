@@ -1,5 +1,7 @@
 """Where the standalone satellite's services are, and whether they are up.
 
+Services not given on the command line are found with zeroconf (`discovery.browse`).
+
 A service that fails is logged by name and probed with `describe` at growing intervals
 (1 s, 2 s, 4 s ... 30 s) until it answers again; turns keep being tried meanwhile, so the
 satellite never waits on a probe.
@@ -14,7 +16,6 @@ from dataclasses import dataclass, field
 
 from wyoming_core.client import ServiceUnavailable, VoiceError, describe
 
-from .browse import browse
 from .settings import TurnSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,12 +44,14 @@ class ServiceDirectory:
         self._browse_lock = asyncio.Lock()
 
     async def discover(self) -> None:
-        """Fill in what was not given on the command line from zeroconf."""
-        missing = [kind for kind, entry in self._entries.items() if not entry.given]
-        if not missing:
-            return
+        """Fill in what was not given on the command line (or has gone) from zeroconf."""
         async with self._browse_lock:
+            missing = [kind for kind, entry in self._entries.items() if entry.uri is None]
+            if not missing:
+                return
             _LOGGER.info("Looking for %s over zeroconf", ", ".join(LABELS[k] for k in missing))
+            from discovery.browse import browse  # only needed without explicit URIs
+
             try:
                 found = await browse(self.settings.discover_seconds)
             except OSError as err:
@@ -56,7 +59,10 @@ class ServiceDirectory:
                 return
             for kind in missing:
                 for service in found:
-                    if service.offers(kind):
+                    wanted = self.settings.service_filter
+                    if wanted and wanted not in service.name:
+                        continue
+                    if service.answering and service.offers_kind(kind):
                         self._entries[kind].uri = service.uri
                         _LOGGER.info("Using %s service %r at %s", LABELS[kind], service.name, service.uri)
                         break

@@ -59,6 +59,7 @@ class TurnSettings:
     handle_timeout: float = 30.0
     tts_timeout: float = 30.0
     discover_seconds: float = 3.0
+    service_filter: str | None = None  # only discovered services whose name contains this
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def build_parser() -> EnvArgs:
     add("--handle-timeout", type=float, default=30.0, help="Seconds for the handle service to answer")
     add("--tts-timeout", type=float, default=30.0, help="Seconds between TTS audio chunks")
     add("--discover-seconds", type=float, default=3.0, help="How long to browse zeroconf for services")
+    add("--service-filter", default=None, help="Use only discovered services whose name contains this")
     # Sounds
     for kind, what in (
         ("wake", "when woken"),
@@ -209,6 +211,7 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         handle_timeout=ns.handle_timeout,
         tts_timeout=ns.tts_timeout,
         discover_seconds=ns.discover_seconds,
+        service_filter=ns.service_filter,
     )
     sounds = SoundSettings(
         wake=ns.wake_sound,

@@ -71,9 +71,16 @@ class StandaloneBackend(Backend):
         self._audio: asyncio.Queue[bytes | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timing = Timing()
+        self._discovery: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Browse at start-up, not at the first wake, so the first turn does not wait for it.
+        self._discovery = asyncio.create_task(self.services.discover(), name="discover")
 
     async def stop(self) -> None:
         await self._cancel()
+        if self._discovery is not None:
+            self._discovery.cancel()
         await self.services.close()
 
     async def begin_turn(self, wake_word: str | None, preroll: bytes) -> None:

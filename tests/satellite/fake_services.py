@@ -161,6 +161,7 @@ class FakeTts(ConnectionHandler):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--uri", required=True)
+    parser.add_argument("--zeroconf", default=None, help="Advertise under this name")
     sub = parser.add_subparsers(dest="kind", required=True)
     handle = sub.add_parser("handle")
     handle.add_argument("--reply", default="It is twelve o'clock.")
@@ -170,7 +171,7 @@ def main() -> None:
     tts.add_argument("--speech", action="store_true", help="Real speech with the piper voice")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    settings = ServerSettings(uri=args.uri)
+    settings = ServerSettings(uri=args.uri, zeroconf_name=args.zeroconf)
     if args.kind == "handle":
         asyncio.run(
             serve(settings, lambda r, w, lim: FakeHandle(r, w, lim, args), service_name="fake-handle")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path
 
 from tests.satellite.helpers import WAKE_REQUEST, SatelliteRun, barge_in_ms, mic_wav
@@ -188,3 +189,35 @@ async def test_stt_down_at_wake_is_never_stuck(tmp_path: Path, service_factory: 
     assert re.search(r"STT service at tcp://127\.0\.0\.1:9 failed: Cannot connect", log), log
     assert "Playing the error sound" in log
     assert "-> waiting for the wake word (turn failed)" in log
+
+
+async def test_services_found_over_zeroconf(
+    tmp_path: Path, stt_service: ServiceProcess, service_factory: list[ServiceProcess]
+) -> None:
+    token = uuid.uuid4().hex[:8]
+    for kind in ("handle", "tts"):
+        service = ServiceProcess("tests.satellite.fake_services", "--zeroconf", f"sat-{kind}-{token}", kind)
+        service_factory.append(service.start())
+        service.wait_listening()
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 2.0)
+    sat = await SatelliteRun(
+        "--mic-file",
+        str(mic),
+        "--snd-file",
+        str(tmp_path / "out.wav"),
+        "--wake-word",
+        "hey_jarvis",
+        "--stt-uri",
+        stt_service.uri,
+        "--service-filter",
+        token,
+        "--follow-up",
+        "0",
+        "--exit-after-turns",
+        "1",
+    ).start()
+    assert await sat.wait_exit(120) == 0, sat.log()
+    log = sat.log()
+    assert f"Using handle service 'sat-handle-{token}'" in log
+    assert f"Using TTS service 'sat-tts-{token}'" in log
+    assert "-> waiting for the wake word (turn over)" in log
