@@ -129,6 +129,7 @@ class History:
         self._disk: _Sqlite | None = None
         # Conversations seen by this process; the only copy if the disk fails.
         self._ram: dict[str, list[Turn]] = {}
+        self._expired_at = 0.0
 
     @property
     def persistent(self) -> bool:
@@ -139,7 +140,8 @@ class History:
             return
         try:
             self._disk = await asyncio.to_thread(_Sqlite, self.path)
-            await asyncio.to_thread(self._disk.expire, self._clock() - self.idle_seconds)
+            self._expired_at = self._clock()
+            await asyncio.to_thread(self._disk.expire, self._expired_at - self.idle_seconds)
             _LOGGER.info("Conversation history is kept in %s", self.path)
         except (sqlite3.Error, OSError) as err:
             self._fail("open", err)
@@ -201,6 +203,10 @@ class History:
         if self._disk is not None:
             try:
                 await asyncio.to_thread(self._disk.add, conversation, turn, self.max_turns)
+                if now - self._expired_at > self.idle_seconds:
+                    # Now and then, so ids that are never used again do not pile up on disk.
+                    self._expired_at = now
+                    await asyncio.to_thread(self._disk.expire, now - self.idle_seconds)
             except sqlite3.Error as err:
                 self._fail("write", err)
 

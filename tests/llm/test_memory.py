@@ -51,6 +51,18 @@ async def test_idle_conversations_are_forgotten_also_across_restarts(tmp_path: P
     await reopened.close()
 
 
+async def test_abandoned_conversations_are_removed_from_disk_while_running(tmp_path: Path) -> None:
+    clock = Clock()
+    history = History(tmp_path / "h.sqlite3", max_turns=5, idle_seconds=300, clock=clock)
+    await history.open()
+    await history.add("abandoned", "hello", "hi")
+    clock.now += 301
+    await history.add("active", "hello", "hi")
+    await history.close()
+    with sqlite3.connect(tmp_path / "h.sqlite3") as db:
+        assert db.execute("SELECT DISTINCT conversation FROM turns").fetchall() == [("active",)]
+
+
 async def test_conversations_are_kept_apart(tmp_path: Path) -> None:
     history = History(tmp_path / "h.sqlite3", max_turns=10, idle_seconds=300)
     await history.open()
