@@ -79,7 +79,7 @@ def _v(value: Any) -> Any:
 
 
 def _wav_pcm(data: bytes) -> tuple[int, int, int, bytes]:
-    """(rate, width, channels, PCM) of a WAV. A streamed WAV from HA >= 2025.7 says 0
+    """(rate, width, channels, PCM) of a WAV. A streamed WAV (HA 2026.2.3) says 0
     frames in its header (the length is unknown when it is sent): take all after `data`."""
     with wave.open(io.BytesIO(data), "rb") as wav:
         rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
@@ -180,7 +180,7 @@ class Driver:
         options: dict | None = None,
         delay: float = 0.2,
     ) -> dict[str, Any]:
-        """TTS with streamed text input, as an LLM agent feeds it (HA >= 2025.7 with wyoming)."""
+        """TTS with streamed text input, as an LLM agent feeds it (HA 2026.2.3, not 2025.4.4)."""
         stream = tts.async_create_stream(self.hass, entity_id, language, options)
         sent: list[float] = []
 
