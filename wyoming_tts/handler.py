@@ -103,6 +103,8 @@ class _Stream:
     job: SpeechJob
     splitter: SentenceSplitter
     chars: int = 0
+    # Until the first sentence is complete, its first clause may be spoken ahead.
+    early_clause: bool = True
 
 
 class TtsHandler(ConnectionHandler):
@@ -161,7 +163,16 @@ class TtsHandler(ConnectionHandler):
             raise RequestError(BAD_REQUEST, "synthesize-chunk needs 'text' as a string")
         self._stream.chars += len(text)
         self._check_length(self._stream.chars)
-        self._stream.job.add(self._stream.splitter.add(text))
+        stream = self._stream
+        sentences = stream.splitter.add(text)
+        if sentences:
+            stream.early_clause = False
+        elif stream.early_clause and self.context.job.clause_split:
+            clause = stream.splitter.take_clause()
+            if clause is not None:
+                stream.job.add_clause(clause)
+                stream.early_clause = False
+        stream.job.add(sentences)
         return True
 
     async def _on_stop(self, _event: Event) -> bool:

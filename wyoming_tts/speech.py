@@ -64,7 +64,8 @@ class SpeechJob:
         self._send = send
         self._on_error = on_error
         self.peer = peer
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        # (text, True if it is a leading clause whose sentence goes on in the next item)
+        self._queue: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
         self._after = after
         self.parts_done = 0
         self.sentences_done = 0
@@ -72,7 +73,11 @@ class SpeechJob:
 
     def add(self, sentences: list[str]) -> None:
         for sentence in sentences:
-            self._queue.put_nowait(sentence)
+            self._queue.put_nowait((sentence, False))
+
+    def add_clause(self, clause: str) -> None:
+        """The start of a sentence still being streamed; the next item continues it."""
+        self._queue.put_nowait((clause, True))
 
     def finish(self) -> None:
         """No more sentences: the audio ends once the queued ones are spoken."""
@@ -110,9 +115,12 @@ class SpeechJob:
         rate = voice.sample_rate
         started = False
         first = True
-        while (sentence := await self._queue.get()) is not None:
-            split = first and self.settings.clause_split
+        continuing = False  # this item goes on with the sentence of the one before
+        while (item := await self._queue.get()) is not None:
+            sentence, is_clause = item
+            split = first and self.settings.clause_split and not is_clause
             parts = clause_parts(sentence) if split else [sentence]
+            joined = continuing  # no sentence silence before the rest of a sentence
             spoke = False
             for part in parts:
                 pcm = await self.cache.synthesize(voice, part, self.request.options)
@@ -122,14 +130,16 @@ class SpeechJob:
                 if not started:
                     await self._send(AudioStart(rate=rate, width=_WIDTH, channels=_CHANNELS).event())
                     started = True
-                elif not spoke and self.settings.sentence_silence > 0:
+                elif not joined and self.settings.sentence_silence > 0:
                     # Between sentences only; clause parts join without added silence.
                     silence = int(rate * self.settings.sentence_silence) * _WIDTH * _CHANNELS
                     await self._send_audio(voice, bytes(silence))
-                spoke = True
+                joined = spoke = True
                 await self._send_audio(voice, pcm)
-            self.sentences_done += 1
-            first = first and not spoke
+            self.sentences_done += 0 if is_clause else 1
+            # The rest of a sentence that started with an early clause is still "first".
+            first = first and (is_clause or not spoke)
+            continuing = is_clause
         if not started:  # nothing to say: still exactly one (empty) audio-start/audio-stop
             await self._send(AudioStart(rate=rate, width=_WIDTH, channels=_CHANNELS).event())
         await self._send(AudioStop().event())

@@ -96,6 +96,20 @@ class SentenceSplitter:
         cleaned = (clean_text(s) for s in sentences)
         return [s for s in cleaned if has_words(s)]
 
+    def take_clause(self, min_chars: int = 12) -> str | None:
+        """The first clause of a sentence still being streamed, if one is complete.
+
+        Lets the first sentence of a streamed reply start speaking before its end has arrived.
+        """
+        end = self._safe_end()
+        # A match needs the space after the comma, so "3,5" or "well,-" never cut a word.
+        for match in _CLAUSE.finditer(self._buffer, 0, end):
+            clause = clean_text(self._buffer[: match.start()] + ("," if match.group().strip() else ""))
+            if len(clause) >= min_chars and has_words(clause):
+                self._buffer = self._buffer[match.end() :]
+                return clause
+        return None
+
 
 def _last_break(text: str) -> int:
     clauses = [m.end() for m in _CLAUSE.finditer(text)]

@@ -69,3 +69,16 @@ def test_dash_becomes_a_comma_and_short_sentences_stay_whole() -> None:
     assert clause_parts("We can go now - or later, if you like.")[0] == "We can go now,"
     assert clause_parts("Yes.") == ["Yes."]
     assert clause_parts("Turn on the light.") == ["Turn on the light."]
+
+
+def test_first_clause_of_a_streamed_sentence_can_go_ahead() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.add("When you get home tonight,") == []
+    assert splitter.take_clause() is None  # the comma may still be "tonight,5"
+    assert splitter.add(" please") == []
+    assert splitter.take_clause() == "When you get home tonight,"
+    assert splitter.add(" lock the door. Thanks") == ["please lock the door."]
+    assert splitter.finish() == ["Thanks"]
+    short = SentenceSplitter()
+    short.add("Sure, I")
+    assert short.take_clause() is None  # too short to be worth a part of its own

@@ -103,6 +103,31 @@ async def test_streaming_ends_with_synthesize_stopped_and_matches_plain(tts_serv
     assert abs(streamed.seconds - plain.seconds) <= 0.15 * plain.seconds, (streamed.seconds, plain.seconds)
 
 
+async def test_streamed_first_clause_is_spoken_before_its_sentence_ends(tts_service: ServiceProcess) -> None:
+    # An LLM is slow: the first clause is heard while the rest of the sentence is being written.
+    clause, rest = (
+        "When you get home tonight after the meeting, ",
+        REPLY[len("When you get home tonight after the meeting, ") :],
+    )
+    client = await RawClient.connect(tts_service.port)
+    try:
+        await client.send("synthesize-start")
+        await client.send("synthesize-chunk", {"text": clause})
+        early = await client.receive_until("audio-chunk", timeout=60)
+        for piece in _cut_anywhere(rest):
+            await client.send("synthesize-chunk", {"text": piece})
+        await client.send("synthesize", {"text": REPLY})
+        await client.send("synthesize-stop")
+        events = early + await client.receive_until("synthesize-stopped", timeout=60)
+    finally:
+        await client.close()
+    types = [e.type for e in events]
+    assert types.count("audio-start") == 1 and types[-2:] == ["audio-stop", "synthesize-stopped"]
+    seconds = sum(len(e.payload or b"") for e in events if e.type == "audio-chunk") / (22050 * 2)
+    low, high = SECONDS_PER_CHAR
+    assert low * len(REPLY) <= seconds <= high * len(REPLY)
+
+
 async def test_speech_is_intelligible(tts_service: ServiceProcess, stt_service: ServiceProcess) -> None:
     plain = await synthesize(tts_service.uri, REPLY)
     streamed = await synthesize_streamed(tts_service.uri, _cut_anywhere(REPLY, 4))
