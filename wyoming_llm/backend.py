@@ -72,7 +72,9 @@ def classify(err: BaseException, url: str, model: str) -> LlmError:
         where = "in the middle of the answer" if status == -1 else f"with status {status}"
         return LlmError(SERVER_ERROR, f"Ollama reported an error {where}: {err.error}", transient=transient)
     if isinstance(err, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):
-        return LlmError(UNREACHABLE, f"Ollama is not reachable at {url} ({err})", transient=True)
+        # The ollama client's own message is a long download hint; say what happened instead.
+        detail = "nothing answers there" if isinstance(err, ConnectionError) else str(err) or "no connection"
+        return LlmError(UNREACHABLE, f"Ollama is not reachable at {url} ({detail})", transient=True)
     if isinstance(err, httpx.TransportError):
         cause = f"the connection to Ollama broke off ({type(err).__name__}: {err})"
         return LlmError(CUT, cause, transient=True)
@@ -111,8 +113,8 @@ class OllamaBackend:
             self.reachable = False
             cause = classify(err, self.url, self.model).cause
             _LOGGER.warning(
-                "Ollama is not reachable at start-up: %s. Until it is, answers are apologies, "
-                "except for the time and the date, which are answered locally",
+                "At start-up, %s. Until it is, questions get a short apology, "
+                "except the time and the date, which are answered locally",
                 cause,
             )
             return

@@ -422,7 +422,7 @@ async def test_unreachable_ollama_is_spoken_and_time_still_answered(
     handled, text, _ = await answer_within(proc.uri, RETRY_SECONDS + SLACK, "What's the date?")
     assert handled and text.startswith("Today is ")
     log = proc.log()
-    assert "Ollama is not reachable at start-up" in log and "is ready" in log
+    assert "At start-up, Ollama is not reachable at" in log and "is ready" in log
 
 
 # -- start-up ---------------------------------------------------------------------------------------
