@@ -34,6 +34,7 @@ from typing import Any
 from homeassistant import bootstrap, loader
 from homeassistant.components import assist_pipeline, conversation, stt, tts
 from homeassistant.components.assist_pipeline.pipeline import async_update_pipeline
+from homeassistant.components.tts.helper import get_engine_instance
 from homeassistant.config_entries import ConfigEntries
 from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import Context, Event, HomeAssistant
@@ -237,6 +238,9 @@ class Driver:
 
     async def op_set_pipeline(self, stt_engine: str, conversation_engine: str, tts_engine: str) -> dict:
         """Point the preferred pipeline (the one satellites use) at our services."""
+        # As a user picks in the UI: the TTS voice's own language tag (en_US), not bare "en".
+        tts_languages = list(get_engine_instance(self.hass, tts_engine).supported_languages)
+        tts_language = next((lang for lang in sorted(tts_languages) if lang.startswith("en")), "en")
         pipeline = assist_pipeline.async_get_pipeline(self.hass)
         await async_update_pipeline(
             self.hass,
@@ -248,7 +252,7 @@ class Driver:
             conversation_engine=conversation_engine,
             conversation_language="en",
             tts_engine=tts_engine,
-            tts_language="en",
+            tts_language=tts_language,
             tts_voice=None,
         )
         return {"pipeline": assist_pipeline.async_get_pipeline(self.hass).to_json()}
@@ -287,13 +291,20 @@ class Driver:
                 response = data["intent_output"]["response"]
                 result["speech"] = response["speech"].get("plain", {}).get("speech", "")
                 result["conversation_id"] = data["intent_output"].get("conversation_id")
-            elif event["type"] == "tts-end" and data.get("tts_output"):
-                media_id = data["tts_output"]["media_id"]
-                extension, audio = await tts.async_get_media_source_audio(self.hass, media_id)
-                result["tts"] = self._save_audio(extension, audio)
+            elif event["type"] == "tts-end" and (output := data.get("tts_output")):
+                result["tts"] = await self._pipeline_audio(output)
             elif event["type"] == "error":
                 result["error"] = data
         return result
+
+    async def _pipeline_audio(self, output: dict[str, Any]) -> dict[str, Any]:
+        """The answer's audio, fetched as a satellite or the frontend does."""
+        if (token := output.get("token")) and (stream := tts.async_get_stream(self.hass, token)):
+            # The result stream the pipeline made (what HA's own wyoming satellite reads).
+            data = b"".join([chunk async for chunk in stream.async_stream_result()])
+            return self._save_audio(stream.extension, data)
+        extension, data = await tts.async_get_media_source_audio(self.hass, output["media_id"])
+        return self._save_audio(extension, data)
 
     async def op_satellite_watch(self, entity_id: str) -> dict[str, Any]:
         """Record every state the assist_satellite entity goes through from now on."""
