@@ -1,0 +1,1 @@
+"""The one-command stack: STT, TTS, conversation and a satellite, started and stopped together."""

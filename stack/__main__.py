@@ -1,0 +1,302 @@
+"""`python -m stack`: STT, TTS, the conversation service and a satellite, with one command.
+
+Live (default): the services and a standalone satellite on the microphone, until Ctrl-C.
+With `--wav IN`: the services answer the question in IN — transcript, answer and the spoken
+reply (written to `--reply-wav`) — and everything stops. By default that turn goes through the
+client API without a wake word; `--via-satellite` plays IN to the satellite as its microphone
+instead (IN must then start with the wake word).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from discovery.voice import VoiceClient
+from wyoming_core.audio import write_wav
+from wyoming_core.cli import EnvArgs
+from wyoming_core.logs import setup_logging
+
+from .processes import ProcessGroup, Program
+
+_LOGGER = logging.getLogger("stack")
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wyoming-local-voice"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    host: str
+    stt_port: int
+    tts_port: int
+    llm_port: int
+    stt_model: str
+    language: str
+    ollama_url: str | None
+    llm_model: str | None
+    data_dir: Path
+    zeroconf: bool
+    wav: Path | None
+    reply_wav: Path | None
+    conversation_id: str
+    satellite: bool
+    via_satellite: bool
+    satellite_args: tuple[str, ...]
+    ready_timeout: float
+    turn_timeout: float
+    debug: bool
+
+    def uri(self, port: int, *, client: bool = False) -> str:
+        host = "127.0.0.1" if client and self.host in ("0.0.0.0", "") else self.host
+        return f"tcp://{host}:{port}"
+
+
+def build_parser() -> EnvArgs:
+    args = EnvArgs("python -m stack", __doc__ or "", "STACK_")
+    add = args.add
+    add("--host", default="127.0.0.1", help="Where the services listen (0.0.0.0: the whole network)")
+    add("--stt-port", type=int, default=10300, help="STT service port")
+    add("--tts-port", type=int, default=10200, help="TTS service port")
+    add("--llm-port", type=int, default=10400, help="Conversation service port")
+    add("--stt-model", default="base", help="Whisper model (base and tiny.en are bundled)")
+    add("--language", default="en", help="Language of the speech")
+    add("--ollama-url", default=None, help="Ollama's HTTP API (default: the conversation service's own)")
+    add("--llm-model", default=None, help="Ollama model (default: the conversation service's own)")
+    add("--data-dir", type=Path, default=_default_data_dir(), help="Models and history are kept here")
+    add("--zeroconf", action="store_true", help="Advertise every service over mDNS for Home Assistant")
+    add("--wav", type=Path, default=None, help="Answer the question in this WAV, then stop")
+    add("--reply-wav", type=Path, default=None, help="Where the spoken reply goes (default: IN-reply.wav)")
+    add("--conversation-id", default="stack", help="Conversation the WAV turn belongs to")
+    add("--no-satellite", action="store_true", help="Run only the services (live mode)")
+    add("--via-satellite", action="store_true", help="With --wav: play it to the satellite as its mic")
+    add(
+        "--satellite-arg",
+        action="append",
+        default=[],
+        help="Extra satellite argument, e.g. --satellite-arg=--mic-command='arecord -r 16000 -f S16_LE'",
+    )
+    add("--ready-timeout", type=float, default=600.0, help="Seconds for the services to come up")
+    add("--turn-timeout", type=float, default=300.0, help="Seconds for the WAV turn")
+    add("--debug", action="store_true", help="Debug logs from every service")
+    return args
+
+
+def settings_from_args(argv: list[str] | None = None) -> StackSettings:
+    ns = build_parser().parse(argv)
+    wav = ns.wav
+    reply = ns.reply_wav
+    if wav is not None and reply is None:
+        reply = wav.with_name(f"{wav.stem}-reply.wav")
+    return StackSettings(
+        host=ns.host,
+        stt_port=ns.stt_port,
+        tts_port=ns.tts_port,
+        llm_port=ns.llm_port,
+        stt_model=ns.stt_model,
+        language=ns.language,
+        ollama_url=ns.ollama_url,
+        llm_model=ns.llm_model,
+        data_dir=ns.data_dir,
+        zeroconf=ns.zeroconf,
+        wav=wav,
+        reply_wav=reply,
+        conversation_id=ns.conversation_id,
+        satellite=not ns.no_satellite,
+        via_satellite=ns.via_satellite,
+        satellite_args=tuple(ns.satellite_arg),
+        ready_timeout=ns.ready_timeout,
+        turn_timeout=ns.turn_timeout,
+        debug=ns.debug,
+    )
+
+
+def service_programs(settings: StackSettings) -> list[Program]:
+    py = sys.executable
+    common = (["--debug"] if settings.debug else []) + (["--zeroconf"] if settings.zeroconf else [])
+    stt = [
+        *(py, "-m", "wyoming_stt", "--uri", settings.uri(settings.stt_port)),
+        *("--model", settings.stt_model, "--language", settings.language),
+        *("--data-dir", str(settings.data_dir / "stt")),
+    ]
+    tts = [py, "-m", "wyoming_tts", "--uri", settings.uri(settings.tts_port)]
+    llm = [
+        *(py, "-m", "wyoming_llm", "--uri", settings.uri(settings.llm_port)),
+        *("--data-dir", str(settings.data_dir / "llm")),
+    ]
+    if settings.ollama_url:
+        llm += ["--ollama-url", settings.ollama_url]
+    if settings.llm_model:
+        llm += ["--model", settings.llm_model]
+    return [
+        Program("stt", (*stt, *common)),
+        Program("tts", (*tts, *common)),
+        Program("llm", (*llm, *common)),
+    ]
+
+
+def satellite_program(settings: StackSettings, extra: tuple[str, ...] = ()) -> Program:
+    argv = [
+        *(sys.executable, "-m", "satellite"),
+        *("--stt-uri", settings.uri(settings.stt_port, client=True)),
+        *("--tts-uri", settings.uri(settings.tts_port, client=True)),
+        *("--handle-uri", settings.uri(settings.llm_port, client=True)),
+        *("--language", settings.language),
+    ]
+    if settings.debug:
+        argv.append("--debug")
+    return Program("satellite", (*argv, *extra, *settings.satellite_args))
+
+
+def voice_client(settings: StackSettings) -> VoiceClient:
+    return VoiceClient(
+        settings.uri(settings.stt_port, client=True),
+        settings.uri(settings.tts_port, client=True),
+        settings.uri(settings.llm_port, client=True),
+        language=settings.language,
+        timeout=settings.turn_timeout,
+    )
+
+
+def _report(transcript: str, answer: str, reply_wav: Path | None, seconds: float) -> None:
+    print(f"Transcript: {transcript}", flush=True)
+    print(f"Answer: {answer}", flush=True)
+    if reply_wav is not None:
+        print(f"Reply: {reply_wav} ({seconds:.1f} s)", flush=True)
+
+
+async def wav_turn(settings: StackSettings) -> int:
+    """The WAV's question through STT, conversation and TTS with the client API (no wake word)."""
+    assert settings.wav is not None and settings.reply_wav is not None
+    async with voice_client(settings) as voice:
+        turn = await voice.turn(settings.wav, conversation_id=settings.conversation_id)
+    if turn.speech is None:
+        _report(turn.transcript, turn.answer, None, 0.0)
+        _LOGGER.warning("Nothing was heard in %s, so there is no reply", settings.wav)
+        return 1
+    write_wav(settings.reply_wav, turn.speech.audio, turn.speech.format)
+    _report(turn.transcript, turn.answer, settings.reply_wav, turn.speech.seconds)
+    return 0
+
+
+class SatelliteTurn:
+    """Reads the satellite's log for what it heard and answered (its `Transcript:` and `Reply:` lines)."""
+
+    _LINE = re.compile(r"\b(Transcript|Reply): (['\"])(.*)\2\s*$")
+
+    def __init__(self) -> None:
+        self.transcript = ""
+        self.answer = ""
+
+    def on_line(self, label: str, line: str) -> None:
+        if label != "satellite":
+            return
+        match = self._LINE.search(line)
+        if match is None:
+            return
+        if match.group(1) == "Transcript":
+            self.transcript = match.group(3)
+        else:
+            self.answer = match.group(3)
+
+
+async def satellite_wav_turn(settings: StackSettings, group: ProcessGroup, heard: SatelliteTurn) -> int:
+    assert settings.wav is not None and settings.reply_wav is not None
+    extra = ("--mic-file", str(settings.wav), "--snd-file", str(settings.reply_wav))
+    once = ("--no-sounds", "--follow-up", "0", "--exit-after-turns", "1")
+    await group.start(satellite_program(settings, (*extra, *once)))
+    code = await group.wait("satellite")
+    seconds = 0.0
+    if settings.reply_wav.exists():
+        from wyoming_core.audio import duration, read_wav
+
+        seconds = duration(*read_wav(settings.reply_wav))
+    _report(heard.transcript, heard.answer, settings.reply_wav, seconds)
+    return code
+
+
+async def main(settings: StackSettings) -> int:
+    heard = SatelliteTurn()
+    group = ProcessGroup(on_line=heard.on_line)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stop_task = asyncio.ensure_future(stop.wait())
+    try:
+        for program in service_programs(settings):
+            await group.start(program)
+        died = asyncio.ensure_future(group.first_exit())
+        ready = asyncio.ensure_future(voice_client(settings).wait_ready(settings.ready_timeout))
+        await asyncio.wait({ready, died, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            if died.done():
+                label, code = died.result()
+                _LOGGER.error("%s exited (code %s) before the stack was up", label, code)
+                return 1
+            return 130
+        if ready.exception() is not None:
+            _LOGGER.error("The services did not come up within %g s", settings.ready_timeout)
+            return 1
+        _LOGGER.info("STT, TTS and conversation are answering")
+
+        if settings.wav is not None:
+            turn = (
+                satellite_wav_turn(settings, group, heard)
+                if settings.via_satellite
+                else asyncio.wait_for(wav_turn(settings), settings.turn_timeout)
+            )
+            job: asyncio.Future[int] | None = asyncio.ensure_future(turn)
+            watched = ["stt", "tts", "llm"]
+        else:
+            if settings.satellite:
+                await group.start(satellite_program(settings))
+            _LOGGER.info("The stack is running; Ctrl-C stops it")
+            job = None
+            watched = ["stt", "tts", "llm", "satellite"]
+        died.cancel()
+        died = asyncio.ensure_future(group.first_exit(watched))
+        waits: set[asyncio.Future[object]] = {died, stop_task}  # type: ignore[arg-type]
+        if job is not None:
+            waits.add(job)  # type: ignore[arg-type]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if job is not None and job.done():
+            return job.result()
+        if died.done():
+            label, code = died.result()
+            _LOGGER.error("%s exited (code %s); stopping everything", label, code)
+            return 1
+        return 0
+    except Exception as err:
+        _LOGGER.error("%s", err)
+        return 1
+    finally:
+        for task in [stop_task]:
+            task.cancel()
+        _LOGGER.info("Stopping the stack")
+        await group.stop()
+
+
+def run(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(argv)
+    setup_logging(settings.debug, "stack")
+    if settings.wav is not None and not settings.wav.is_file():
+        raise SystemExit(f"No such WAV file: {settings.wav}")
+    code = 1
+    with contextlib.suppress(KeyboardInterrupt):
+        code = asyncio.run(main(settings))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()
