@@ -28,11 +28,12 @@ _LOGGER = logging.getLogger("satellite")
 
 
 async def run_satellite(settings: SatelliteSettings) -> None:
-    detector = make_detector(settings.wake)
-    listener = Listener(detector, SpeechProbability())
+    # Model and file loading happen in threads: nothing blocks the loop, even at start-up.
+    detector = await asyncio.to_thread(make_detector, settings.wake)
+    listener = Listener(detector, await asyncio.to_thread(SpeechProbability))
     mic = open_mic(settings.audio)
     player = Player(open_sink(settings.audio), lead=settings.audio.playback_lead)
-    sounds = load_sounds(settings.sounds, settings.audio.snd_format)
+    sounds = await asyncio.to_thread(load_sounds, settings.sounds, settings.audio.snd_format)
     backend: Backend
     if settings.ha_mode:
         backend = HaBackend(settings, detector.models)

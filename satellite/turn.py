@@ -43,7 +43,8 @@ class Timing:
     end_of_speech: float = 0.0
     transcript: float = 0.0
     first_sentence: float = 0.0
-    first_audio: float = 0.0
+    first_chunk: float = 0.0  # first TTS audio chunk received
+    first_audio: float = 0.0  # ... and when it starts to sound
 
     def log(self) -> None:
         if not (self.end_of_speech and self.transcript and self.first_sentence and self.first_audio):
@@ -52,13 +53,18 @@ class Timing:
         total = self.first_audio - self.end_of_speech
         # The benchmark parses this line.
         _LOGGER.info(
-            "turn-timing eos_to_transcript=%.3f model_first_sentence=%.3f sentence_to_audio=%.3f "
-            "eos_to_audio=%.3f eos_to_audio_excl_model=%.3f",
+            "turn-timing eos_to_transcript=%.3f model_first_sentence=%.3f tts_first_chunk=%.3f "
+            "chunk_to_sound=%.3f sentence_to_audio=%.3f eos_to_audio=%.3f eos_to_audio_excl_model=%.3f "
+            "eos_at=%.3f first_audio_at=%.3f",
             self.transcript - self.end_of_speech,
             model,
+            self.first_chunk - self.first_sentence,
+            self.first_audio - self.first_chunk,
             self.first_audio - self.first_sentence,
             total,
             total - model,
+            self.end_of_speech,
+            self.first_audio,
         )
 
 
@@ -228,6 +234,7 @@ class StandaloneBackend(Backend):
                     language=self.settings.language,
                     timeout=self.settings.tts_timeout,
                 ):
+                    timing.first_chunk = timing.first_chunk or time.monotonic()
                     pcm = converter.convert(chunk.audio, AudioFormat(chunk.rate, chunk.width, chunk.channels))
                     starts = player.enqueue(pcm, generation)
                     if starts is not None and not timing.first_audio:

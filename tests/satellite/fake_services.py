@@ -19,8 +19,18 @@ from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop
-from wyoming.info import Attribution, HandleModel, HandleProgram, Info, TtsProgram, TtsVoice
+from wyoming.info import (
+    Attribution,
+    HandleModel,
+    HandleProgram,
+    Info,
+    TtsProgram,
+    TtsVoice,
+    WakeModel,
+    WakeProgram,
+)
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStopped
+from wyoming.wake import Detection
 
 from wyoming_core.audio import float_to_pcm16
 from wyoming_core.handler import ConnectionHandler, Route
@@ -158,6 +168,50 @@ class FakeTts(ConnectionHandler):
         return True
 
 
+class FakeWake(ConnectionHandler):
+    """A remote wake word service (it runs the satellite's own in-process detector)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits) -> None:
+        from satellite.settings import WakeSettings
+        from satellite.wake import LocalWake
+
+        self.wake = LocalWake(WakeSettings(names=("hey_jarvis",)))
+        super().__init__(reader, writer, limits)
+
+    def info(self) -> Info:
+        model = WakeModel(
+            name="hey_jarvis",
+            attribution=_ATTR,
+            installed=True,
+            description=None,
+            version=None,
+            languages=["en"],
+            phrase="Hey Jarvis",
+        )
+        program = WakeProgram(
+            name="fake-wake",
+            attribution=_ATTR,
+            installed=True,
+            description=None,
+            version=None,
+            models=[model],
+        )
+        return Info(wake=[program])
+
+    def routes(self) -> Mapping[str, Route]:
+        return {"detect": self._ignore, "audio-start": self._ignore, "audio-chunk": self._chunk}
+
+    async def _ignore(self, event: Event) -> bool:
+        return True
+
+    async def _chunk(self, event: Event) -> bool:
+        name = self.wake.process(AudioChunk.from_event(event).audio)
+        if name:
+            _LOGGER.info("wake detected %s", name)
+            await self.write_event(Detection(name=name).event())
+        return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--uri", required=True)
@@ -169,6 +223,7 @@ def main() -> None:
     handle.add_argument("--delay", type=float, default=0.2)
     tts = sub.add_parser("tts")
     tts.add_argument("--speech", action="store_true", help="Real speech with the piper voice")
+    sub.add_parser("wake")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = ServerSettings(uri=args.uri, zeroconf_name=args.zeroconf)
@@ -176,6 +231,8 @@ def main() -> None:
         asyncio.run(
             serve(settings, lambda r, w, lim: FakeHandle(r, w, lim, args), service_name="fake-handle")
         )
+    elif args.kind == "wake":
+        asyncio.run(serve(settings, FakeWake, service_name="fake-wake"))
     else:
         speak = piper if args.speech else tone_speech
         if args.speech:

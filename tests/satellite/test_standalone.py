@@ -221,3 +221,32 @@ async def test_services_found_over_zeroconf(
     assert f"Using handle service 'sat-handle-{token}'" in log
     assert f"Using TTS service 'sat-tts-{token}'" in log
     assert "-> waiting for the wake word (turn over)" in log
+
+
+async def test_remote_wake_service(
+    tmp_path: Path, stt_service: ServiceProcess, service_factory: list[ServiceProcess]
+) -> None:
+    wake = _start_fake(service_factory, "wake")
+    handle = _start_fake(service_factory, "handle")
+    tts = _start_fake(service_factory, "tts")
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 2.0)
+    sat = await SatelliteRun(
+        "--mic-file",
+        str(mic),
+        "--snd-file",
+        str(tmp_path / "out.wav"),
+        "--wake-uri",
+        wake.uri,
+        "--wake-word",
+        "hey_jarvis",
+        *_services(stt_service.uri, tts.uri, handle.uri),
+        "--follow-up",
+        "0",
+        "--exit-after-turns",
+        "1",
+    ).start()
+    assert await sat.wait_exit(90) == 0, sat.log()
+    log = sat.log()
+    assert "Streaming the mic to the wake service" in log
+    assert "-> listening to the request (wake word 'hey_jarvis')" in log
+    assert "time" in handle.log().lower()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from satellite.audio_out import FileSink, Player
+from satellite.audio_in import CommandMic, mic_chunks
+from satellite.audio_out import CommandSink, FileSink, Player
 from satellite.ha import satellite_info
 from satellite.listen import Preroll
 from satellite.settings import SoundSettings, VadSettings, build_parser, settings_from_args
@@ -136,3 +137,23 @@ def test_state_changes_are_logged_in_words(caplog: pytest.LogCaptureFixture) -> 
     machine.go(State.LISTENING, "wake word 'okay_nabu'")
     assert "waiting for the wake word -> listening to the request (wake word 'okay_nabu')" in caplog.text
     assert time.monotonic() >= machine.since
+
+
+async def test_mic_and_speaker_commands(tmp_path: Path) -> None:
+    raw = tmp_path / "mic.raw"
+    raw.write_bytes(b"\x01\x00" * 22050)  # 1 s at 22.05 kHz: converted to 16 kHz chunks
+    mic = CommandMic(f"cat {raw}", AudioFormat(22050, 2, 1))
+    await mic.open()
+    chunks = [chunk async for chunk in mic_chunks(mic, 0.02)]
+    await mic.close()
+    assert all(len(c.audio) == 640 for c in chunks)
+    assert 45 <= len(chunks) <= 50
+
+    out = tmp_path / "snd.raw"
+    sink = CommandSink(f"sh -c 'cat > {out}'", SND)
+    player = Player(sink, lead=0.06)
+    await player.start()
+    player.enqueue(b"\x22\x00" * (SND.rate // 4))
+    await player.wait_done(timeout=5)
+    await player.close()
+    assert out.read_bytes().count(b"\x22\x00") == SND.rate // 4
