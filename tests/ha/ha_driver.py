@@ -138,6 +138,11 @@ class Driver:
             )
         return out
 
+    async def op_remove_entry(self, entry_id: str) -> dict[str, Any]:
+        result = await self.hass.config_entries.async_remove(entry_id)
+        await self.hass.async_block_till_done()
+        return dict(result)
+
     async def op_states(self, entry_id: str) -> dict[str, Any]:
         return {"entities": self._entities(entry_id)}
 
@@ -320,9 +325,9 @@ class Driver:
         state = self.hass.states.get(entity_id)
         return {"state": state.state if state else None}
 
-    async def op_satellite_wait(self, entity_id: str, sequence: list[str], timeout: float) -> dict:
+    async def op_satellite_wait(self, entity_id: str, sequence: list[str], wait_seconds: float) -> dict:
         """Wait until the satellite's states contain `sequence` in order."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_seconds
         while True:
             seen = [s for _, s in self.satellite_states]
             it = iter(seen)
