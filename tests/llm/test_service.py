@@ -403,6 +403,17 @@ async def test_stream_broken_after_a_sentence(service: ServiceProcess, fake: Fak
     assert len(fake.chats) == 1  # never retried once something was said
 
 
+async def test_model_going_silent_mid_answer(service: ServiceProcess, fake: FakeOllama) -> None:
+    fake.reply, fake.mode, fake.cut_after = "It is sunny today. Tomorrow it will rain a lot.", "stall", 6
+    started = time.monotonic()
+    events = await exchange(service.uri, "Weather?", {"conversation_id": "stall"})
+    assert time.monotonic() - started < FIRST_TOKEN_TIMEOUT + SLACK
+    assert chunks(events) == ["It is sunny today."]
+    assert final(events)[:2] == (False, "The language model is taking too long to answer. Please try again.")
+    await fake.wait_for(lambda f: f.chats[-1].disconnected, timeout=5)
+    assert "no further words within 2 s" in service.log()
+
+
 async def test_slow_but_in_time_is_fine(service: ServiceProcess, fake: FakeOllama) -> None:
     fake.first_token_delay = FIRST_TOKEN_TIMEOUT / 2
     handled, text, _ = await answer_within(service.uri, FIRST_TOKEN_TIMEOUT + SLACK)

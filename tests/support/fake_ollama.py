@@ -53,7 +53,8 @@ Reply = str | Callable[[list[dict[str, Any]]], str]
 # cut: stream `cut_after` tokens, then drop the connection without ending the response.
 # stream-error: stream `cut_after` tokens, then an `{"error": ...}` line (how Ollama
 # reports a runner crash mid-answer). hang: accept the request and never answer.
-MODES = ("ok", "error", "busy", "cut", "stream-error", "hang")
+# stall: stream `cut_after` tokens, then go silent with the connection open.
+MODES = ("ok", "error", "busy", "cut", "stream-error", "hang", "stall")
 
 DEFAULT_REPLY = "This is the fake model speaking. How can I help you today?"
 OLLAMA_VERSION = "0.6.5"
@@ -508,7 +509,7 @@ class FakeOllama:
         start = time.monotonic() + load + self.first_token_delay
         try:
             for index, token in enumerate(tokens):
-                if self.mode in ("cut", "stream-error") and index >= self.cut_after:
+                if self.mode in ("cut", "stream-error", "stall") and index >= self.cut_after:
                     break
                 # Paced against the start, so a slow event loop does not slow the model down.
                 if await self._wait_or_gone(peer, start + index * self._interval() - time.monotonic()):
@@ -519,6 +520,10 @@ class FakeOllama:
                 record.text_sent += token
                 record.token_times.append(time.monotonic())
                 self._notify()
+            if self.mode == "stall":
+                if await self._wait_or_gone(peer, None):
+                    record.disconnected = True
+                return
             if self.mode == "cut":
                 # Drop the connection in the middle of the chunked body.
                 peer.writer.transport.abort()
