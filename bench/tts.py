@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from common import Figure, parser, report  # type: ignore[import-not-found]
 
@@ -42,9 +43,11 @@ async def timed(request: Callable[[], Awaitable[Speech]]) -> tuple[float, float,
     return speech.first_audio_at - started, total, total / max(speech.seconds, 1e-6)
 
 
-async def measure(request: Callable[[], Awaitable[Speech]], repeat: int) -> tuple[float, float, float]:
-    runs = [await timed(request) for _ in range(repeat)]
-    return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
+def cpu_seconds(service: ServiceProcess) -> float:
+    """CPU time the service process has used so far (all threads)."""
+    assert service.proc is not None
+    fields = Path(f"/proc/{service.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(*args: str) -> ServiceProcess:
@@ -69,42 +72,57 @@ async def main() -> None:
             "one-line reply, streaming": lambda: synthesize_streamed(uri, pieces(ONE_LINE)),
             "three-sentence reply, plain": lambda: synthesize(uri, THREE_SENTENCES),
             "three-sentence reply, streaming": lambda: synthesize_streamed(uri, pieces(THREE_SENTENCES)),
+            "first sentence whole": lambda: synthesize(whole.uri, FIRST_SENTENCE),
         }
-        results = {}
-        for name, request in cases.items():
-            ttfa, total, rtf = await measure(request, args.repeat)
-            results[name] = ttfa
+        # Round-robin: every case sees the same (shared, changing) machine load, and the ratios
+        # below compare runs taken back to back.
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cases}
+        for _ in range(args.repeat):
+            for name, request in cases.items():
+                runs[name].append(await timed(request))
+        for name in list(cases)[:-1]:
+            ttfa, total, rtf = (statistics.median(r[i] for r in runs[name]) for i in range(3))
             figures += [
                 Figure(f"{name}: time to first audio", ttfa * 1000, "ms"),
                 Figure(f"{name}: total time", total * 1000, "ms"),
                 Figure(f"{name}: real-time factor", rtf, "x"),
             ]
-
-        _, first_whole, _ = await measure(lambda: synthesize(whole.uri, FIRST_SENTENCE), args.repeat)
-        figures.append(Figure("first sentence synthesized whole (no clause split)", first_whole * 1000, "ms"))
+        whole_runs = [r[1] for r in runs["first sentence whole"]]
+        whole_ms = statistics.median(whole_runs) * 1000
+        figures.append(Figure("first sentence synthesized whole (no clause split)", whole_ms, "ms"))
         for mode in ("plain", "streaming"):
-            ratio = results[f"three-sentence reply, {mode}"] / first_whole
+            ttfas = [r[0] for r in runs[f"three-sentence reply, {mode}"]]
+            ratio = statistics.median(t / w for t, w in zip(ttfas, whole_runs, strict=True))
             figures.append(
                 Figure(f"three-sentence {mode}: first audio / first sentence whole", ratio * 100, "%", 50)
             )
 
-        async def four_sequential() -> float:
-            started = time.monotonic()
+        async def four_sequential() -> tuple[float, float]:
+            started, cpu = time.monotonic(), cpu_seconds(split)
             for _ in range(4):
                 await synthesize(uri, THREE_SENTENCES)
-            return time.monotonic() - started
+            return time.monotonic() - started, cpu_seconds(split) - cpu
 
-        async def four_concurrent() -> float:
-            started = time.monotonic()
+        async def four_concurrent() -> tuple[float, float]:
+            started, cpu = time.monotonic(), cpu_seconds(split)
             await asyncio.gather(*(synthesize(uri, THREE_SENTENCES) for _ in range(4)))
-            return time.monotonic() - started
+            return time.monotonic() - started, cpu_seconds(split) - cpu
 
-        sequential = statistics.median([await four_sequential() for _ in range(max(1, args.repeat // 2))])
-        concurrent = statistics.median([await four_concurrent() for _ in range(max(1, args.repeat // 2))])
+        # Alternated, so both see the same (shared, changing) machine load.
+        sequential_runs, concurrent_runs = [], []
+        for _ in range(max(1, args.repeat // 2)):
+            sequential_runs.append(await four_sequential())
+            concurrent_runs.append(await four_concurrent())
+        sequential = statistics.median(r[0] for r in sequential_runs)
+        concurrent = statistics.median(r[0] for r in concurrent_runs)
+        seq_cores = statistics.median(cpu / wall for wall, cpu in sequential_runs)
+        conc_cores = statistics.median(cpu / wall for wall, cpu in concurrent_runs)
         figures += [
             Figure("4 requests one after another", sequential * 1000, "ms"),
             Figure("4 concurrent clients", concurrent * 1000, "ms"),
             Figure("4 concurrent / one after another", concurrent / sequential * 100, "%", 60),
+            Figure("cores the service used, one after another", seq_cores, "cores"),
+            Figure("cores the service used, 4 concurrent", conc_cores, "cores"),
             Figure("service memory (RSS)", split.rss_mb(), "MB"),
             Figure("machine load average (1 min, shared machine)", os.getloadavg()[0], ""),
         ]
