@@ -92,6 +92,8 @@ class LlmHandler(ConnectionHandler):
         self.conversations = conversations
         self._info = info
         self._answering: asyncio.Task[None] | None = None
+        # Set once the final handled/not-handled is out: after it, a disconnect is normal.
+        self._answered = False
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
@@ -104,6 +106,7 @@ class LlmHandler(ConnectionHandler):
         transcript = parse_transcript(event)
         await self._cancel()  # a new question replaces an unfinished one
         # Answer in a task so the read loop keeps reading: it is how a disconnect is noticed.
+        self._answered = False
         self._answering = asyncio.create_task(self._answer(transcript))
         return True
 
@@ -127,6 +130,7 @@ class LlmHandler(ConnectionHandler):
         final = Handled if outcome.handled else NotHandled
         try:
             await self.write_event(final(text=outcome.text, context=context).event())
+            self._answered = True
             await self.write_event(HandledStop().event())
         except (ConnectionError, RuntimeError):
             _LOGGER.debug("Client %s went away before the answer's end", self.peer)
@@ -150,6 +154,6 @@ class LlmHandler(ConnectionHandler):
                 await task
 
     async def disconnect(self) -> None:
-        if self._answering is not None and not self._answering.done():
+        if self._answering is not None and not self._answering.done() and not self._answered:
             _LOGGER.info("Client %s left before the answer was complete; stopping the model", self.peer)
         await self._cancel()
