@@ -102,7 +102,7 @@ class SpeechJob:
         except VoiceLoadError as err:
             _LOGGER.error("%s", err)
             await self._on_error(VOICE_UNAVAILABLE, str(err))
-        except (ConnectionError, RuntimeError) as err:
+        except ConnectionError as err:
             _LOGGER.debug("Client %s went away during synthesis: %s", self.peer, err)
         except asyncio.CancelledError:
             raise

