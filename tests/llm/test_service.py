@@ -439,11 +439,19 @@ async def test_unreachable_ollama_is_spoken_and_time_still_answered(
 # -- start-up ---------------------------------------------------------------------------------------
 
 
-async def test_model_is_warmed_at_start_up(fake: FakeOllama, service: ServiceProcess) -> None:
-    # The module's service loaded the model when it started, with the keep-alive asked for.
-    log = service.log()
-    assert "is reachable and has the model llama3.2" in log and "is loaded and warm" in log
-    assert "llama3.2:latest" in fake.loaded
+async def test_model_is_warmed_at_start_up(service_factory: list[ServiceProcess], tmp_path: Path) -> None:
+    async with FakeOllama(load_delay=1.0) as slow:
+        proc = start_llm(slow.url, tmp_path, "--keep-alive", "1h")
+        service_factory.append(proc)
+        await ready(proc, "is loaded and warm")
+        assert "is reachable and has the model llama3.2" in proc.log()
+        warm_up = [r for r in slow.requests if r.path == "/api/generate"]
+        assert len(warm_up) == 1 and warm_up[0].body.get("keep_alive") == "1h"
+        assert warm_up[0].completed and warm_up[0].load_seconds == 1.0
+        # The first question finds the model loaded: it does not pay the load.
+        await converse(proc.uri, "Hello.", "warm")
+        assert slow.chats[-1].body.get("keep_alive") == "1h"
+        assert slow.chats[-1].completed and slow.chats[-1].load_seconds == 0.0
 
 
 async def test_missing_model_is_reported_at_start_up(
@@ -457,6 +465,33 @@ async def test_missing_model_is_reported_at_start_up(
         assert "the model llama3.2 is not pulled" in proc.log()
         info = await describe(proc.uri)
         assert not info.handle[0].models[0].installed
+
+
+async def test_home_assistant_style_client(service: ServiceProcess) -> None:
+    """As Home Assistant's wyoming conversation agent does it, with the stock wyoming client."""
+    from wyoming.client import AsyncTcpClient
+
+    async with AsyncTcpClient("127.0.0.1", service.port) as client:
+        await client.write_event(Describe().event())
+        while not Info.is_type((event := await client.read_event()).type):
+            pass
+        info = Info.from_event(event)
+    handle = next(p for p in info.handle if p.installed)
+    assert [lang for m in handle.models if m.installed for lang in m.languages]
+    context = {
+        "conversation_id": "01HS6SP2XD1E5HEHVDZE8R2WMR",
+        "device_id": "abc",
+        "satellite_id": "assist_1",
+    }
+    async with AsyncTcpClient("127.0.0.1", service.port) as client:
+        await client.write_event(Transcript("Turn on the lights.", context=context, language="en").event())
+        while True:
+            event = await client.read_event()
+            assert event is not None
+            if Handled.is_type(event.type):
+                assert Handled.from_event(event).text == "You said: Turn on the lights."
+                break
+            assert not NotHandled.is_type(event.type)
 
 
 # -- cancellation -----------------------------------------------------------------------------------

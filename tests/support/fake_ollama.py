@@ -98,6 +98,8 @@ class FakeRequest:
     body: dict[str, Any]
     received_at: float = field(default_factory=time.monotonic)
     status: int = 200
+    # Time spent loading the model for this request (only the first request per model pays it).
+    load_seconds: float = 0.0
     tokens_sent: int = 0
     # Monotonic time each token line was written (the model's own timeline).
     token_times: list[float] = field(default_factory=list)
@@ -420,6 +422,7 @@ class FakeOllama:
         if _canonical(model) not in self.loaded:
             load = self.load_delay
             self.loaded.add(_canonical(model))
+        record.load_seconds = load
         messages = record.messages
         prompt = record.body.get("prompt")
         if not chat and not prompt and not messages:
