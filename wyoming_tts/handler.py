@@ -118,6 +118,8 @@ class TtsHandler(ConnectionHandler):
         self.context = context
         self._stream: _Stream | None = None
         self._last: SpeechJob | None = None
+        # Every reply not finished yet (they run one after another, in order).
+        self._jobs: set[SpeechJob] = set()
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
@@ -138,7 +140,9 @@ class TtsHandler(ConnectionHandler):
             # Home Assistant repeats the full text inside a stream for older servers; ignore it.
             return True
         request = _parse(Synthesize.from_event, event)
-        text = request.text if isinstance(request.text, str) else ""
+        text = request.text
+        if not isinstance(text, str):
+            raise RequestError(BAD_REQUEST, "synthesize needs 'text' as a string")
         self._check_length(len(text))
         await self._download_if_missing(request.voice)
         job = self._start_job(self._select(request.voice), streaming=False)
@@ -203,6 +207,8 @@ class TtsHandler(ConnectionHandler):
             after,
         )
         self._last = job
+        self._jobs.add(job)
+        job.task.add_done_callback(lambda _task: self._jobs.discard(job))
         return job
 
     async def _fail(self, code: str, text: str) -> None:
@@ -266,7 +272,6 @@ class TtsHandler(ConnectionHandler):
 
     async def disconnect(self) -> None:
         # The client is gone: stop its synthesis between two parts.
-        for job in (self._stream.job if self._stream else None, self._last):
-            if job is not None:
-                job.cancel()
+        for job in list(self._jobs):
+            job.cancel()
         self._stream = None
