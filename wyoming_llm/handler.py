@@ -121,7 +121,7 @@ class LlmHandler(ConnectionHandler):
         try:
             await self.write_event(HandledStart(context=context).event())
             outcome = await self.conversations.respond(transcript.text, transcript.language, key, self._say)
-        except (ConnectionError, RuntimeError):
+        except ConnectionError:
             _LOGGER.debug("Client %s went away during the answer", self.peer)
             return
         except Exception:
@@ -132,7 +132,7 @@ class LlmHandler(ConnectionHandler):
             await self.write_event(final(text=outcome.text, context=context).event())
             self._answered = True
             await self.write_event(HandledStop().event())
-        except (ConnectionError, RuntimeError):
+        except ConnectionError:
             _LOGGER.debug("Client %s went away before the answer's end", self.peer)
             return
         _LOGGER.debug(
