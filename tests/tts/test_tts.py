@@ -128,6 +128,28 @@ async def test_streamed_first_clause_is_spoken_before_its_sentence_ends(tts_serv
     assert low * len(REPLY) <= seconds <= high * len(REPLY)
 
 
+def _longest_inner_pause(speech: Speech, threshold: int = 300, window: float = 0.01) -> float:
+    import numpy as np
+
+    samples = np.abs(np.frombuffer(speech.audio, dtype="<i2").astype(np.int32))
+    size = int(speech.format.rate * window)
+    loud = samples[: len(samples) // size * size].reshape(-1, size).max(axis=1) >= threshold
+    inner = loud[np.argmax(loud) : len(loud) - np.argmax(loud[::-1])]
+    longest = run = 0
+    for is_loud in inner:
+        run = 0 if is_loud else run + 1
+        longest = max(longest, run)
+    return longest * window
+
+
+async def test_clause_parts_join_without_a_gap(tts_service: ServiceProcess) -> None:
+    sentence = REPLY.split(". ")[0] + "."  # split at its comma for early audio
+    speech = await synthesize(tts_service.uri, sentence)
+    _plausible(speech, sentence)
+    # The voice's own comma pause is about 0.2-0.4 s; a seam would add silence on top.
+    assert _longest_inner_pause(speech) <= 0.45
+
+
 async def test_speech_is_intelligible(tts_service: ServiceProcess, stt_service: ServiceProcess) -> None:
     plain = await synthesize(tts_service.uri, REPLY)
     streamed = await synthesize_streamed(tts_service.uri, _cut_anywhere(REPLY, 4))
