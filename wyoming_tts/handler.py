@@ -160,14 +160,14 @@ class TtsHandler(ConnectionHandler):
         return True
 
     async def _on_chunk(self, event: Event) -> bool:
-        if self._stream is None:
+        stream = self._stream
+        if stream is None:
             raise RequestError(OUT_OF_ORDER, "synthesize-chunk received without synthesize-start")
         text = _parse(SynthesizeChunk.from_event, event).text
         if not isinstance(text, str):
             raise RequestError(BAD_REQUEST, "synthesize-chunk needs 'text' as a string")
-        self._stream.chars += len(text)
-        self._check_length(self._stream.chars)
-        stream = self._stream
+        stream.chars += len(text)
+        self._check_length(stream.chars)
         sentences = stream.splitter.add(text)
         if sentences:
             stream.early_clause = False
