@@ -105,6 +105,8 @@ class _Stream:
     chars: int = 0
     # Until the first sentence is complete, its first clause may be spoken ahead.
     early_clause: bool = True
+    # The full text of a `synthesize` sent inside the stream: spoken only if no chunk came.
+    full_text: str = ""
 
 
 class TtsHandler(ConnectionHandler):
@@ -136,14 +138,16 @@ class TtsHandler(ConnectionHandler):
     # ---- requests -------------------------------------------------------
 
     async def _on_synthesize(self, event: Event) -> bool:
-        if self._stream is not None:
-            # Home Assistant repeats the full text inside a stream for older servers; ignore it.
-            return True
         request = _parse(Synthesize.from_event, event)
         text = request.text
         if not isinstance(text, str):
             raise RequestError(BAD_REQUEST, "synthesize needs 'text' as a string")
         self._check_length(len(text))
+        if self._stream is not None:
+            # Home Assistant repeats the full text inside a stream for older servers: not spoken
+            # again, unless the stream brought no chunks at all (then it is all there is).
+            self._stream.full_text = text
+            return True
         await self._download_if_missing(request.voice)
         job = self._start_job(self._select(request.voice), streaming=False)
         job.add(split_sentences(text))
@@ -183,7 +187,7 @@ class TtsHandler(ConnectionHandler):
         if self._stream is None:
             raise RequestError(OUT_OF_ORDER, "synthesize-stop received without synthesize-start")
         stream, self._stream = self._stream, None
-        stream.job.add(stream.splitter.finish())
+        stream.job.add(stream.splitter.finish() if stream.chars else split_sentences(stream.full_text))
         stream.job.finish()
         return True
 

@@ -103,6 +103,20 @@ async def test_streaming_ends_with_synthesize_stopped_and_matches_plain(tts_serv
     assert abs(streamed.seconds - plain.seconds) <= 0.15 * plain.seconds, (streamed.seconds, plain.seconds)
 
 
+async def test_stream_without_chunks_speaks_its_full_text(tts_service: ServiceProcess) -> None:
+    client = await RawClient.connect(tts_service.port)
+    try:
+        await client.send("synthesize-start")
+        await client.send("synthesize", {"text": SHORT})
+        await client.send("synthesize-stop")
+        events = await client.receive_until("synthesize-stopped", timeout=60)
+    finally:
+        await client.close()
+    seconds = sum(len(e.payload or b"") for e in events if e.type == "audio-chunk") / (22050 * 2)
+    low, high = SECONDS_PER_CHAR
+    assert low * len(SHORT) <= seconds <= high * len(SHORT)
+
+
 async def test_streamed_first_clause_is_spoken_before_its_sentence_ends(tts_service: ServiceProcess) -> None:
     # An LLM is slow: the first clause is heard while the rest of the sentence is being written.
     clause, rest = (
