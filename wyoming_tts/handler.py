@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.metadata
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,15 +34,21 @@ TEXT_TOO_LONG = "text-too-long"
 OUT_OF_ORDER = "out-of-order"
 BAD_REQUEST = "bad-request"
 
-_PIPER = Attribution(name="rhasspy/piper", url="https://github.com/OHF-Voice/piper1-gpl")
 _PIPER_VOICES = Attribution(name="rhasspy/piper-voices", url="https://huggingface.co/rhasspy/piper-voices")
+
+
+@functools.cache
+def _piper_version() -> str | None:
+    # From the package metadata: importing piper (and onnxruntime) could take a second.
+    try:
+        return importlib.metadata.version("piper-tts")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def build_info(voices: Mapping[str, VoiceEntry]) -> Info:
     """Built from the catalogue (files only), never from a loaded model: describe is instant."""
-    import piper
-
-    piper_version = getattr(piper, "__version__", None)
+    piper_version = _piper_version()
     return Info(
         tts=[
             TtsProgram(
