@@ -26,7 +26,7 @@ from wyoming_core.client import ConnectFailed, ServiceError, ServiceUnavailable,
 from .catalog import normalise_kind
 
 if TYPE_CHECKING:
-    from .browse import Browser
+    from .browse import Browser, FoundService
 
 T = TypeVar("T")
 
@@ -45,10 +45,13 @@ class ServicePool:
         uris: Sequence[str] | str = (),
         *,
         browser: Browser | None = None,
+        where: Callable[[FoundService], bool] | None = None,
         retry_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`where` picks among the instances discovery finds, e.g. by language or model."""
         self.kind = normalise_kind(kind)
+        self.where = where
         self.static_uris = [uris] if isinstance(uris, str) else list(uris)
         self.browser = browser
         self.retry_after = retry_after
@@ -58,7 +61,11 @@ class ServicePool:
 
     def uris(self) -> list[str]:
         """Given URIs first, then the answering instances discovery has found."""
-        found = [s.uri for s in self.browser.of_kind(self.kind)] if self.browser is not None else []
+        found = [
+            s.uri
+            for s in (self.browser.of_kind(self.kind) if self.browser is not None else [])
+            if self.where is None or self.where(s)
+        ]
         return list(dict.fromkeys([*self.static_uris, *found]))
 
     def is_failed(self, uri: str) -> bool:
