@@ -69,6 +69,12 @@ async def run_satellite(settings: SatelliteSettings) -> None:
         await player.close()
         await mic.close()
         listener.close()
+        if listener.audio_seconds > 0 and detector.blocking:
+            _LOGGER.info(
+                "Wake word CPU: %.2f %% of a core over %.0f s of audio",
+                100 * listener.wake_cpu_seconds / listener.audio_seconds,
+                listener.audio_seconds,
+            )
         _LOGGER.info("Satellite stopped")
 
 

@@ -117,10 +117,9 @@ class PyAudioMic(MicSource):
         self._stream: Any = None
 
     async def open(self) -> None:
-        import pyaudio
-
+        pyaudio = import_pyaudio()
         self._pa = pyaudio.PyAudio()
-        index = find_device(self._pa, self.device, "maxInputChannels")
+        index = None if self.device == "default" else find_device(self._pa, self.device, "maxInputChannels")
         self._stream = self._pa.open(
             rate=self.format.rate,
             channels=self.format.channels,
@@ -139,6 +138,18 @@ class PyAudioMic(MicSource):
             await asyncio.to_thread(self._stream.close)
         if self._pa is not None:
             self._pa.terminate()
+
+
+def import_pyaudio() -> Any:
+    """pyaudio is optional: only sound cards need it."""
+    try:
+        import pyaudio
+    except ImportError:
+        raise SystemExit(
+            "pyaudio is not installed (pip install 'wyoming-local-voice[audio]'); "
+            "or use --mic-command/--snd-command or --mic-file/--snd-file"
+        ) from None
+    return pyaudio
 
 
 def find_device(pa: Any, wanted: str, channels_key: str) -> int | None:

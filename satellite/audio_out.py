@@ -147,11 +147,9 @@ class PyAudioSink(Sink):
         self._stream: Any = None
 
     async def open(self) -> None:
-        import pyaudio
+        from .audio_in import find_device, import_pyaudio
 
-        from .audio_in import find_device
-
-        self._pa = pyaudio.PyAudio()
+        self._pa = import_pyaudio().PyAudio()
         index = find_device(self._pa, self.device, "maxOutputChannels") if self.device else None
         self._stream = self._pa.open(
             rate=self.format.rate,
@@ -191,11 +189,13 @@ class StopReport:
 class Player:
     """Plays queued audio at real-time pace; `stop()` flushes everything not yet handed out."""
 
-    def __init__(self, sink: Sink, lead: float = 0.06, tick: float = 0.02) -> None:
+    def __init__(self, sink: Sink, lead: float = 0.06, tick: float = 0.02, idle_tick: float = 0.1) -> None:
         self.sink = sink
         self.format = sink.format
         self.lead = lead
         self.tick = tick
+        self.idle_tick = idle_tick
+        self._wake = asyncio.Event()
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._cursor = 0.0  # monotonic time up to which audio has been handed to the sink
@@ -238,6 +238,7 @@ class Player:
             self._queue.append(pcm)
             self._queued_bytes += len(pcm)
             self._idle.clear()
+            self._wake.set()
         return starts_at
 
     @property
@@ -291,7 +292,9 @@ class Player:
         fmt = self.format
         while True:
             now = time.monotonic()
-            target = now + self.lead
+            playing = bool(self._queue)
+            # Ahead of real time only while playing; idle, silence just keeps up with the clock.
+            target = now + (self.lead if playing else 0.0)
             nbytes = int((target - self._cursor) * fmt.rate) * fmt.frame_bytes
             if nbytes > 0:
                 start = self._cursor
@@ -305,4 +308,10 @@ class Player:
                     await self.sink.write(pcm)
                 except (OSError, ConnectionError) as err:
                     _LOGGER.error("Speaker write failed: %s", err)
-            await asyncio.sleep(self.tick)
+            if self._queue or self.sound_until > now:
+                await asyncio.sleep(self.tick)
+            else:
+                # Idle: wake up rarely (saves CPU on a Pi), or at once when audio is queued.
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.idle_tick)

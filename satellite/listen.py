@@ -65,6 +65,8 @@ class Listener:
         self.audio_seconds += len(chunk) / MIC_FORMAT.bytes_per_second
         # A remote wake service is fed on the loop (it only queues); local models in the thread.
         remote = self.wake.process(chunk) if not self.wake.blocking else None
+        if self.wake.blocking and self.wake.cheap and not want_vad:
+            return self._analyse(chunk, want_wake, False)
         if self.wake.blocking or want_vad:
             result = await self._pool.run(self._analyse, chunk, want_wake and self.wake.blocking, want_vad)
         else:
