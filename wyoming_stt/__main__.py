@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from functools import partial
@@ -20,6 +21,10 @@ from .settings import SttSettings, build_parser, settings_from_args
 _LOGGER = logging.getLogger("wyoming_stt")
 
 
+class ModelLoadFailed(Exception):
+    """The model could not be prepared or loaded: the service cannot do its job."""
+
+
 async def main(settings: SttSettings) -> None:
     resolved = resolve_model(settings.model, settings.data_dirs, settings.local_files_only)
     pool = WorkerPool(settings.workers, "stt-decode")
@@ -27,14 +32,25 @@ async def main(settings: SttSettings) -> None:
     info = build_info(settings, engine)
     # Load in the background: the server answers describe while the model loads.
     load_task = asyncio.create_task(engine.load())
-    try:
-        await serve(
+    serve_task = asyncio.create_task(
+        serve(
             settings.server,
             partial(SttHandler, settings=settings, engine=engine, info=info),
             service_name="wyoming-stt",
         )
+    )
+    try:
+        await asyncio.wait({load_task, serve_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not serve_task.done() and engine.error:
+            # A service that can never transcribe must not look available: exit instead.
+            raise ModelLoadFailed(engine.error)
+        await serve_task
     finally:
         load_task.cancel()
+        if not serve_task.done():
+            serve_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serve_task
         pool.shutdown()
 
 
@@ -46,6 +62,15 @@ def run(argv: list[str] | None = None) -> None:
     except ModelNotFoundError as err:
         _LOGGER.error("%s", err)
         sys.exit(2)
+    except ModelLoadFailed as err:
+        where = ", ".join(str(d) for d in settings.data_dirs)
+        _LOGGER.error(
+            "%s. Nothing was left half-written. Check that the data dir (%s) is writable and has "
+            "room for the model, or pass another --data-dir.",
+            err,
+            where,
+        )
+        sys.exit(3)
     except KeyboardInterrupt:
         pass
 
