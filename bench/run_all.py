@@ -33,6 +33,7 @@ NOT_BENCHMARKS = {"common", "run_all", "__init__"}
 EXPECTED = ("stt", "tts", "llm", "satellite")
 END_TO_END = "end of speech -> first reply audio"
 README_SECTION = "## Benchmarks"
+TABLE_START, TABLE_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
 @dataclass
@@ -166,20 +167,16 @@ def header(when: dt.datetime) -> str:
     )
 
 
-def update_readme(readme: Path, section_body: str) -> None:
-    """Replace the body of the `## Benchmarks` section (up to the next `## `), or append it."""
+def update_readme(readme: Path, body: str) -> None:
+    """Put `body` between the table markers in README.md's Benchmarks section."""
     text = readme.read_text()
-    lines = text.splitlines(keepends=True)
-    try:
-        start = next(i for i, line in enumerate(lines) if line.rstrip() == README_SECTION)
-    except StopIteration:
-        readme.write_text(text.rstrip("\n") + f"\n\n{README_SECTION}\n\n{section_body}\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    new = [*lines[: start + 1], "\n", section_body.rstrip("\n") + "\n"]
-    if end < len(lines):
-        new += ["\n", *lines[end:]]
-    readme.write_text("".join(new))
+    if TABLE_START in text and TABLE_END in text:
+        before, rest = text.split(TABLE_START, 1)
+        _, after = rest.split(TABLE_END, 1)
+        readme.write_text(f"{before}{TABLE_START}\n{body.strip()}\n{TABLE_END}{after}")
+    else:
+        block = f"{TABLE_START}\n{body.strip()}\n{TABLE_END}\n"
+        readme.write_text(text.rstrip("\n") + f"\n\n{README_SECTION}\n\n{block}")
 
 
 def main(argv: list[str] | None = None) -> int:
