@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Set up the Home Assistant venvs the HA tests (tests/ha/) drive: one per tested version,
-# .venv-ha/<version>/, with `homeassistant` plus only the requirements of the integrations
+# .venv-ha/<version>, with `homeassistant` plus only the requirements of the integrations
 # the tests load (no default_config), and a static ffmpeg from PyPI for TTS conversion.
 #
-# Idempotent and cached: a venv whose .ha-ready marker matches this script is reused as is;
-# pip's own cache makes a rebuild quick. HA needs CPython 3.13 (HA_PYTHON, python3.13 on
-# PATH, or pyenv's). Without it this fails in CI (CI=true) and only warns elsewhere.
+# Cached across checkouts: each venv is built once per (version, this script) in $HA_CACHE
+# (~/.cache/wyoming-local-voice) and .venv-ha/<version> links to it, so a fresh CI clone on
+# the same machine reuses it at once; pip's own cache makes a rebuild quicker.
+# HA needs CPython 3.13 (HA_PYTHON, python3.13 on PATH, or pyenv's). Without it this fails
+# in CI (CI=true) and only warns elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HA_VERSIONS="${HA_VERSIONS:-2025.4.4 2026.2.3}"
 HA_VENVS="${HA_VENVS:-.venv-ha}"
+HA_CACHE="${HA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-local-voice}"
 is_ci() { case "${CI:-}" in 1 | true | TRUE | True | yes) return 0 ;; *) return 1 ;; esac; }
 
 find_python() {
@@ -36,17 +39,11 @@ if ! PY313="$(find_python)"; then
   exit 0
 fi
 
-# The marker ties a venv to this script and the requirement walker: edit either, and it is rebuilt.
+# A venv belongs to this script and the requirement walker: edit either, and a new one is built.
 stamp() { cat scripts/setup-ha.sh tests/ha/ha_requirements.py | sha256sum | cut -c1-16; }
 
-setup_one() {
-  local version="$1" dir="$HA_VENVS/$1" marker="$HA_VENVS/$1/.ha-ready"
-  local want
-  want="$version $(stamp)"
-  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$want" ] && [ -x "$dir/bin/python" ]; then
-    echo "Home Assistant $version: $dir is up to date"
-    return 0
-  fi
+build() {
+  local version="$1" dir="$2"
   echo "Home Assistant $version: building $dir with $("$PY313" --version)"
   rm -rf "$dir"
   "$PY313" -m venv "$dir"
@@ -56,24 +53,39 @@ setup_one() {
   local dl="$dir/.download"
   mkdir -p "$dl"
   "${pip[@]}" download --no-deps --ignore-requires-python -d "$dl" "homeassistant==$version"
-  "$dir/bin/python" - "$dl" <<'EOF'
-import sys, zipfile, pathlib
+  "$dir/bin/python" -c '
+import pathlib, sys, zipfile
 dl = pathlib.Path(sys.argv[1])
 wheel = next(dl.glob("homeassistant-*.whl"))
-data = zipfile.ZipFile(wheel).read("homeassistant/package_constraints.txt")
-(dl / "constraints.txt").write_bytes(data)
-EOF
+(dl / "constraints.txt").write_bytes(zipfile.ZipFile(wheel).read("homeassistant/package_constraints.txt"))
+' "$dl"
   # 2026.2.x declares Python >= 3.13.2 but runs on 3.13.0 (what pyenv has here).
   "${pip[@]}" install --ignore-requires-python -c "$dl/constraints.txt" "$dl"/homeassistant-*.whl
   mapfile -t reqs < <("$dir/bin/python" tests/ha/ha_requirements.py)
   "${pip[@]}" install --ignore-requires-python -c "$dl/constraints.txt" "${reqs[@]}" "imageio-ffmpeg>=0.5"
   "$dir/bin/python" -c "import homeassistant.const as c, imageio_ffmpeg; assert c.__version__ == '$version'"
   rm -rf "$dl"
-  echo "$want" >"$marker"
-  echo "Home Assistant $version: ready"
+  echo "$version" >"$dir/.ha-ready"
 }
 
-mkdir -p "$HA_VENVS"
+setup_one() {
+  local version="$1" target link="$HA_VENVS/$1"
+  target="$HA_CACHE/ha-$version-$(stamp)"
+  # One builder per venv at a time, even across checkouts; a finished venv is never changed.
+  (
+    flock 9
+    if [ -f "$target/.ha-ready" ] && [ -x "$target/bin/python" ]; then
+      echo "Home Assistant $version: reusing $target"
+    else
+      build "$version" "$target"
+    fi
+  ) 9>"$target.lock"
+  [ -L "$link" ] || rm -rf "$link"
+  ln -sfn "$target" "$link"
+  echo "Home Assistant $version: ready at $link"
+}
+
+mkdir -p "$HA_VENVS" "$HA_CACHE"
 # Versions build side by side: most of the time is spent waiting on downloads.
 pids=()
 for version in $HA_VERSIONS; do
@@ -84,7 +96,7 @@ failed=0
 i=0
 for version in $HA_VERSIONS; do
   if wait "${pids[$i]}"; then
-    grep -v "is ignored: it is neither" "$HA_VENVS/setup-$version.log" | tail -n 2
+    tail -n 1 "$HA_VENVS/setup-$version.log"
   else
     echo "ERROR: setting up Home Assistant $version failed:" >&2
     grep -v "is ignored: it is neither" "$HA_VENVS/setup-$version.log" | tail -n 30 >&2
