@@ -251,12 +251,11 @@ async def main(settings: StackSettings) -> int:
         _LOGGER.info("STT, TTS and conversation are answering")
 
         if settings.wav is not None:
-            turn = (
-                satellite_wav_turn(settings, group, heard)
-                if settings.via_satellite
-                else asyncio.wait_for(wav_turn(settings), settings.turn_timeout)
+            via = settings.via_satellite
+            turn = satellite_wav_turn(settings, group, heard) if via else wav_turn(settings)
+            job: asyncio.Future[int] | None = asyncio.ensure_future(
+                asyncio.wait_for(turn, settings.turn_timeout)
             )
-            job: asyncio.Future[int] | None = asyncio.ensure_future(turn)
             watched = ["stt", "tts", "llm"]
         else:
             if settings.satellite:
@@ -277,6 +276,10 @@ async def main(settings: StackSettings) -> int:
             _LOGGER.error("%s exited (code %s); stopping everything", label, code)
             return 1
         return 0
+    except TimeoutError:
+        what = "the satellite heard no wake word" if settings.via_satellite else "no answer came"
+        _LOGGER.error("Giving up: %s within %g s (--turn-timeout)", what, settings.turn_timeout)
+        return 1
     except Exception as err:
         _LOGGER.error("%s", err)
         return 1
