@@ -69,8 +69,8 @@ async def test_follow_up_question_without_wake_word_same_conversation(
 ) -> None:
     handle = _start_fake(service_factory, "handle", "--reply", "It is noon. Anything else?")
     tts = _start_fake(service_factory, "tts")
-    # The follow-up comes a while after the first request, with no wake word.
-    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 6.5, "And what day is it today?", 2.0)
+    # The follow-up comes well after the first reply (STT may be slow on a busy machine), no wake word.
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 10.0, "And what day is it today?", 2.0)
     sat = await SatelliteRun(
         "--mic-file",
         str(mic),
@@ -100,8 +100,8 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     long_reply = " ".join(f"This is sentence number {n} of a rather long answer." for n in range(1, 7))
     handle = _start_fake(service_factory, "handle", "--reply", long_reply, "--delay", "0.5")
     tts = _start_fake(service_factory, "tts")
-    # The second wake word comes while the first (about 15 s) reply is playing.
-    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 6.0, WAKE_REQUEST, 1.0)
+    # The second wake word comes while the first (about 15 s) reply is playing, even if STT is slow.
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 9.0, WAKE_REQUEST, 1.0)
     sat = await SatelliteRun(
         "--mic-file",
         str(mic),

@@ -10,9 +10,10 @@ import pytest
 
 from satellite.audio_in import CommandMic, mic_chunks
 from satellite.audio_out import CommandSink, FileSink, Player
+from satellite.bargein import BargeIn
 from satellite.ha import satellite_info
 from satellite.listen import Preroll
-from satellite.settings import SoundSettings, VadSettings, build_parser, settings_from_args
+from satellite.settings import BargeInSettings, SoundSettings, VadSettings, build_parser, settings_from_args
 from satellite.sounds import load_sounds
 from satellite.state import State, StateMachine
 from satellite.vad import Segment, Segmenter
@@ -157,3 +158,13 @@ async def test_mic_and_speaker_commands(tmp_path: Path) -> None:
     await player.wait_done(timeout=5)
     await player.close()
     assert out.read_bytes().count(b"\x22\x00") == SND.rate // 4
+
+
+async def test_voice_barge_in_needs_loud_speech(tmp_path: Path) -> None:
+    player = Player(FileSink(tmp_path / "out.wav", SND))
+    off = BargeIn(BargeInSettings(), player)
+    assert not off.triggered_by_voice([0.9], level=-10.0, threshold=0.5)  # off by default
+    on = BargeIn(BargeInSettings(vad=True, vad_level=-30.0), player)
+    assert on.triggered_by_voice([0.9], level=-20.0, threshold=0.5)
+    assert not on.triggered_by_voice([0.9], level=-45.0, threshold=0.5)  # our own reply, quietly
+    assert not on.triggered_by_voice([0.2], level=-10.0, threshold=0.5)  # loud, but not speech
