@@ -65,10 +65,37 @@ class Satellite:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        async for chunk in mic_chunks(self.mic, self.settings.audio.chunk_seconds):
-            await self.on_chunk(chunk)
-            if self.finished.is_set():
-                return
+        delay = 1.0
+        while True:
+            async for chunk in mic_chunks(self.mic, self.settings.audio.chunk_seconds):
+                delay = 1.0
+                try:
+                    await self.on_chunk(chunk)
+                except Exception:
+                    # A bug in one turn must not take the satellite down: log it, start over.
+                    _LOGGER.exception("Error while handling mic audio; back to waiting")
+                    await self._recover()
+                if self.finished.is_set():
+                    return
+            # The mic command died (e.g. the USB mic was unplugged): reopen it, with backoff.
+            _LOGGER.error("Microphone stream ended; reopening it in %.0f s", delay)
+            await self.mic.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            try:
+                await self.mic.open()
+            except OSError as err:
+                _LOGGER.error("Cannot reopen the microphone: %s", err)
+
+    async def _recover(self) -> None:
+        self._segmenter = None
+        self.player.stop()
+        try:
+            await self.backend.abandon_turn("error")
+        except Exception:
+            _LOGGER.exception("The backend could not abandon the turn")
+        if not self.sm.is_(State.PAUSED, State.WAITING):
+            self.sm.go(State.WAITING, "recovered from an error")
 
     async def on_chunk(self, chunk: MicChunk) -> None:
         state = self.sm.state

@@ -37,6 +37,7 @@ from .state import State
 from .wake import WakeModelInfo
 
 _LOGGER = logging.getLogger(__name__)
+_HIGH_WATER = 1024 * 1024  # bytes buffered towards HA before writes wait (~30 s of mic audio)
 
 _ATTRIBUTION = Attribution(name="wyoming-local-voice", url="https://github.com/rhasspy/wyoming")
 _ENGINE_URLS = {
@@ -117,7 +118,18 @@ class HaConnection(ConnectionHandler):
     ) -> None:
         self.backend = backend
         super().__init__(reader, writer, limits)
+        # The mic loop writes audio here: with a roomy buffer a slow reader never stalls it
+        # (drain only waits above the high-water mark); `backlog` lets audio be dropped instead.
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            writer.transport.set_write_buffer_limits(high=_HIGH_WATER)
         _LOGGER.info("Connection from %s", self.peer)
+
+    @property
+    def backlog(self) -> int:
+        try:
+            return int(self.writer.transport.get_write_buffer_size())
+        except (AttributeError, NotImplementedError):
+            return 0
 
     def info(self) -> Info:
         return self.backend.info()
@@ -220,6 +232,9 @@ class HaBackend(Backend):
         self._arm_watchdog(self.settings.vad.max_speech + self.settings.turn.stt_timeout)
 
     async def audio(self, chunk: bytes) -> None:
+        if self._streaming and self.peer is not None and self.peer.backlog > _HIGH_WATER // 2:
+            _LOGGER.warning("Home Assistant is not reading the mic audio; dropping a chunk")
+            return
         if self._streaming:
             fmt = MIC_FORMAT
             await self._send(
