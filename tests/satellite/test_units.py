@@ -11,7 +11,7 @@ import pytest
 from satellite.audio_in import CommandMic, mic_chunks
 from satellite.audio_out import CommandSink, FileSink, Player
 from satellite.bargein import BargeIn
-from satellite.ha import satellite_info
+from satellite.info import satellite_info
 from satellite.listen import Preroll
 from satellite.settings import BargeInSettings, SoundSettings, VadSettings, build_parser, settings_from_args
 from satellite.sounds import load_sounds
