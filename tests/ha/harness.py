@@ -61,6 +61,7 @@ class HomeAssistant:
             cwd=ROOT,
             limit=16 * 1024 * 1024,
         )
+        log.close()  # the child has its own copy
         hello = await self._read_line(timeout)
         if not hello.get("ready"):
             raise RuntimeError(f"Home Assistant did not boot: {hello}\n{self.log_tail()}")
