@@ -263,7 +263,13 @@ async def test_four_concurrent_clients_overlap(tts_service: ServiceProcess) -> N
         speech = await synthesize(tts_service.uri, REPLY)
         return started, time.monotonic(), speech
 
-    results = await asyncio.gather(*(one() for _ in range(4)))
+    requests = asyncio.gather(*(one() for _ in range(4)))
+    await asyncio.sleep(0.2)
+    # Every worker is busy synthesizing, and describe is still answered at once.
+    started = time.monotonic()
+    assert (await describe(tts_service.uri, timeout=1.0)).tts
+    assert time.monotonic() - started < 1.0
+    results = await requests
     for _start, _end, speech in results:
         _plausible(speech, REPLY)
     # Every client had audio before any client was finished: they were served side by side.
