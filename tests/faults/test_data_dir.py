@@ -160,3 +160,19 @@ async def test_llm_when_the_disk_fills_up_answers_on_and_keeps_its_history_intac
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         users = [row[0] for row in db.execute("SELECT user_text FROM turns WHERE conversation LIKE '%full%'")]
     assert users[:1] == ["Before the disk filled up."], users
+
+
+async def test_tts_with_a_read_only_data_dir_still_speaks(tmpfs: Mount) -> None:
+    reason = BUILDERS["tts"].missing()
+    if reason is not None:
+        pytest.skip(reason)
+    from tests.robustness.targets import tts_work
+
+    data_dir = tmpfs(ro=True)  # voices are only read from it; the bundled voice needs nothing
+    service = ServiceProcess("wyoming_tts", "--data-dir", str(data_dir)).start()
+    try:
+        service.wait_listening()
+        await service.wait_ready(marker="Voice en_US-joe-medium is ready")
+        await tts_work(service.uri)
+    finally:
+        service.stop()

@@ -21,7 +21,7 @@ from wyoming_core.client import describe
 
 CONCURRENT = 50
 VANISHING = 10
-ROUNDS = 4
+MAX_ROUNDS = 6
 
 
 async def _fifty(target: Target) -> float:
@@ -79,14 +79,14 @@ async def _vanishing_clients(target: Target) -> None:
 async def test_clients_vanishing_mid_stream(target: Target) -> None:
     mark = log_mark(target)
     await target.work()
-    rss = []
-    for _ in range(ROUNDS):
+    rss: list[float] = []
+    # Rounds until memory settles: allocator pools may grow to what 10 clients at once
+    # need (a few rounds), but not round after round.
+    while len(rss) < 3 or rss[-1] - rss[-3] > RSS_MARGIN_MB:
+        assert len(rss) < MAX_ROUNDS, f"RSS kept growing round after round: {[round(r) for r in rss]} MB"
         await _vanishing_clients(target)
         # The work they started is dropped: the next real request is served normally.
         await target.work()
         await assert_serving(target)
         rss.append(await settled_rss(target))
-    # The first rounds may warm allocator pools; after that, no more growth.
-    grown = rss[-1] - rss[1]
-    assert grown <= RSS_MARGIN_MB, f"RSS kept growing over {ROUNDS} rounds: {[round(r) for r in rss]} MB"
     assert_clean_log(target, mark)
