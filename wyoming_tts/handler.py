@@ -135,6 +135,10 @@ class TtsHandler(ConnectionHandler):
     def info(self) -> Info:
         return build_info(self.context.catalogue.voices())
 
+    def busy(self) -> bool:
+        # A reply queued behind others or being synthesized keeps the idle timeout away.
+        return super().busy() or any(job.working for job in self._jobs)
+
     def routes(self) -> Mapping[str, Route]:
         return {
             "synthesize": self._on_synthesize,

@@ -69,6 +69,8 @@ class SpeechJob:
         self._after = after
         self.parts_done = 0
         self.sentences_done = 0
+        # True while the job only waits for the client's next text (then the client is idle).
+        self._waiting_for_text = False
         self.task = asyncio.create_task(self._run())
 
     def add(self, sentences: list[str]) -> None:
@@ -82,6 +84,18 @@ class SpeechJob:
     def finish(self) -> None:
         """No more sentences: the audio ends once the queued ones are spoken."""
         self._queue.put_nowait(None)
+
+    @property
+    def working(self) -> bool:
+        """Queued, loading a voice or synthesizing: the connection is busy, not idle."""
+        return not self.task.done() and not self._waiting_for_text
+
+    async def _next(self) -> tuple[str, bool] | None:
+        self._waiting_for_text = self._queue.empty()
+        try:
+            return await self._queue.get()
+        finally:
+            self._waiting_for_text = False
 
     def cancel(self) -> None:
         if not self.task.done():
@@ -116,7 +130,7 @@ class SpeechJob:
         started = False
         first = True
         continuing = False  # this item goes on with the sentence of the one before
-        while (item := await self._queue.get()) is not None:
+        while (item := await self._next()) is not None:
             sentence, is_clause = item
             split = first and self.settings.clause_split and not is_clause
             parts = clause_parts(sentence) if split else [sentence]

@@ -343,3 +343,15 @@ async def test_custom_voice_is_advertised_and_selected_by_that_name(
     spaced = await synthesize(service.uri, REPLY)
     plain = await synthesize(tts_service.uri, REPLY)
     assert 1.3 <= spaced.seconds - plain.seconds <= 2.7, (spaced.seconds, plain.seconds)
+
+
+async def test_a_queued_request_is_not_closed_as_idle(service_factory: list[ServiceProcess]) -> None:
+    # One worker, a 1 s idle timeout, six clients: each waits longer than that for its turn
+    # (parts are served in order of arrival), and is still answered: busy, not idle.
+    service = ServiceProcess("wyoming_tts", "--workers", "1", "--idle-timeout", "1").start()
+    service_factory.append(service)
+    service.wait_listening()
+    await service.wait_ready(marker="Voice en_US-joe-medium is ready")
+    results = await asyncio.gather(*(synthesize(service.uri, REPLY) for _ in range(6)))
+    for speech in results:
+        _plausible(speech, REPLY)
