@@ -96,12 +96,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _number(value: float) -> str:
+    # 1440 ms, 35.4 %, 0.265 x: no exponents in a table people read.
+    if float(value).is_integer() or abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
 def _value(figure: Figure) -> str:
-    return f"{figure.value:.3g} {figure.unit}".strip()
+    return f"{_number(figure.value)} {figure.unit}".strip()
 
 
 def _target(figure: Figure) -> str:
-    return f"{figure.op} {figure.target:g} {figure.unit}".strip() if figure.target is not None else "-"
+    if figure.target is None:
+        return "-"
+    return f"{figure.op} {_number(figure.target)} {figure.unit}".strip()
 
 
 def _verdict(figure: Figure) -> str:
@@ -139,9 +150,8 @@ def table(outcomes: list[Outcome]) -> str:
             continue
         if not outcome.figures:
             lines.append(f"| {outcome.name} | - | - | - | **FAILED**: no figures |")
+        # The end-to-end figure stays in its place too: the figures after it may refer to it.
         for figure in outcome.figures:
-            if (outcome, figure) in end_to_end:
-                continue
             name = _cell(figure.name + (f" ({figure.note})" if figure.note else ""))
             lines.append(
                 f"| {outcome.name} | {name} | {_value(figure)} | {_target(figure)} | {_verdict(figure)} |"
@@ -158,13 +168,30 @@ def summary(outcomes: list[Outcome]) -> str:
     return text + (f"; not run: {', '.join(bad)}" if bad else "; every benchmark ran")
 
 
-def header(when: dt.datetime) -> str:
+def header(when: dt.datetime, live: bool = True) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
+    text = (
         f"Taken {when:%Y-%m-%d %H:%M} UTC with `python bench/run_all.py` on {platform.machine()}, "
-        f"{cores} cores, no GPU (load average {load:.1f} at the end: the machine is shared)."
+        f"{cores} cores, no GPU"
     )
+    if live and hasattr(os, "getloadavg"):
+        text += f" (load average {os.getloadavg()[0]:.1f} at the end: the machine is shared)"
+    return text + "."
+
+
+def rendered(name: str, log_dir: Path) -> Outcome:
+    """An earlier run's outcome, from the JSON (and log) it left in `log_dir`."""
+    json_path, log_path = log_dir / f"{name}.json", log_dir / f"{name}.log"
+    if json_path.exists():
+        try:
+            title, figures = load(json_path)
+            return Outcome(name, "ok", title, figures)
+        except (ValueError, KeyError, TypeError) as err:
+            return Outcome(name, "failed", detail=f"unreadable figures: {err}")
+    if not (BENCH / f"{name}.py").exists():
+        return Outcome(name, "missing", detail=f"bench/{name}.py does not exist")
+    output = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return Outcome(name, "failed", detail=f"no figures: {_last_lines(output) or 'it did not run'}")
 
 
 def update_readme(readme: Path, body: str) -> None:
@@ -189,14 +216,25 @@ def main(argv: list[str] | None = None) -> int:
         "--readme", action="store_true", help="Write the table into README.md's Benchmarks section"
     )
     cli.add_argument("--logs", type=Path, help="Keep each benchmark's output and JSON here")
+    cli.add_argument(
+        "--render",
+        type=Path,
+        metavar="DIR",
+        help="Do not run: make the table from an earlier run's --logs DIR",
+    )
     args = cli.parse_args(argv)
 
     names = [n.strip() for n in args.only.split(",")] if args.only else discover()
-    log_dir = args.logs or Path(tempfile.mkdtemp(prefix="bench-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    outcomes = [run_one(name, args.timeout, log_dir) for name in names]
-    when = dt.datetime.now(dt.UTC)
-    body = "\n\n".join([header(when), table(outcomes), summary(outcomes) + "."])
+    if args.render is not None:
+        outcomes = [rendered(name, args.render) for name in names]
+        stamps = [(args.render / f"{o.name}.json").stat().st_mtime for o in outcomes if o.status == "ok"]
+        when = dt.datetime.fromtimestamp(max(stamps), dt.UTC) if stamps else dt.datetime.now(dt.UTC)
+    else:
+        log_dir = args.logs or Path(tempfile.mkdtemp(prefix="bench-"))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        outcomes = [run_one(name, args.timeout, log_dir) for name in names]
+        when = dt.datetime.now(dt.UTC)
+    body = "\n\n".join([header(when, live=args.render is None), table(outcomes), summary(outcomes) + "."])
     print(body)
     if args.readme:
         update_readme(ROOT / "README.md", body)
