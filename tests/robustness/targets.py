@@ -173,6 +173,7 @@ async def start_tts(data_dir: Path) -> Target:
         stream_start=[("synthesize", {"text": LONG_TEXT}, b"")],
         # Streaming text before synthesize-start.
         out_of_order=[("synthesize-chunk", {"text": "Hello there."}, b""), ("synthesize-stop", None, b"")],
+        out_of_order_code="out-of-order",
         ready_marker="Voice en_US-joe-medium is ready",
         known_bugs={
             "test_fifty_concurrent_connections_doing_real_work": (
