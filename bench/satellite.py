@@ -78,7 +78,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def turns(
-    tmp: Path, turns_n: int, tokens_per_second: float, first_token_delay: float
+    tmp: Path, turns_n: int, tokens_per_second: float, first_token_delay: float, stt_model: str
 ) -> dict[str, float]:
     gap = 20.0  # room for a slow reply on a busy machine: the next wake must not barge in
     parts: list[str | float] = [2.0]
@@ -91,7 +91,9 @@ async def turns(
         offset += len(request) / (2 * MIC_RATE) + gap
     mic = mic_wav(tmp / "turns.wav", *parts)
 
-    stt = ServiceProcess("wyoming_stt", "--model", "base", "--data-dir", str(tmp / "stt"), "--language", "en")
+    stt = ServiceProcess(
+        "wyoming_stt", "--model", stt_model, "--data-dir", str(tmp / "stt"), "--language", "en"
+    )
     tts = ServiceProcess("wyoming_tts", "--data-dir", str(tmp / "tts"))
     async with FakeOllama(
         reply=REPLY, tokens_per_second=tokens_per_second, first_token_delay=first_token_delay
@@ -214,6 +216,9 @@ async def main() -> None:
     cli = parser(__doc__ or "")
     cli.add_argument("--turns", type=int, default=3, help="Standalone turns to time")
     cli.add_argument("--barge-ins", type=int, default=3, help="Barge-ins to time")
+    cli.add_argument(
+        "--stt-model", default="base", help="Whisper model of the STT service (base: the stack's)"
+    )
     cli.add_argument("--tokens-per-second", type=float, default=20.0, help="The fake model's speed")
     cli.add_argument("--first-token-delay", type=float, default=0.3, help="The fake model's prompt time")
     args = cli.parse_args()
@@ -223,7 +228,7 @@ async def main() -> None:
         cpu_four = wake_cpu(60.0, ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft"))
         cpu_oww = wake_cpu(30.0, ("oww:hey_jarvis",))
         idle = await idle_cpu(tmp)
-        turn = await turns(tmp, args.turns, args.tokens_per_second, args.first_token_delay)
+        turn = await turns(tmp, args.turns, args.tokens_per_second, args.first_token_delay, args.stt_model)
         barge = await barge_ins(tmp, args.barge_ins)
 
     model = (
@@ -233,7 +238,7 @@ async def main() -> None:
         Figure(
             "end of speech -> first reply audio, excl. model's first sentence (median)",
             turn["excl"] * 1000, "ms", 800,
-            note=f"VAD end of speech; {args.turns} turns; {model}",
+            note=f"VAD end of speech; {args.turns} turns; STT {args.stt_model}; {model}",
         ),
         Figure("same, worst turn", turn["excl_max"] * 1000, "ms"),
         Figure("same, from the end of the words (adds VAD end silence)", turn["excl_words"] * 1000, "ms"),

@@ -201,7 +201,10 @@ class StandaloneBackend(Backend):
                         streamed = True
                         timing.first_sentence = timing.first_sentence or time.monotonic()
                         _LOGGER.debug("Sentence: %r", item)
-                        sentences.put_nowait(item)
+                        # A streaming TTS only sees a sentence end once whitespace follows the
+                        # full stop; each chunk is a whole sentence, so say so at once instead
+                        # of leaving TTS waiting for the next one.
+                        sentences.put_nowait(item if item[-1:].isspace() else item + " ")
             except VoiceError as err:
                 raise StageError("handle", err) from err
             finally:
