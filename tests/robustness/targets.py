@@ -175,14 +175,6 @@ async def start_tts(data_dir: Path) -> Target:
         out_of_order=[("synthesize-chunk", {"text": "Hello there."}, b""), ("synthesize-stop", None, b"")],
         out_of_order_code="out-of-order",
         ready_marker="Voice en_US-joe-medium is ready",
-        known_bugs={
-            "test_fifty_concurrent_connections_doing_real_work": (
-                "wyoming_tts bug: a synthesize request waiting in the queue longer than --idle-timeout "
-                "is closed with an idle-timeout error before any audio (most of 50 concurrent clients "
-                "at --idle-timeout 2): TtsHandler synthesizes in the background and does not override "
-                "ConnectionHandler.busy()"
-            )
-        },
     )
 
 
