@@ -11,6 +11,7 @@ import numpy as np
 from .settings import MIC_FORMAT, VadSettings
 
 _WINDOW_BYTES = 512 * 2  # silero wants 512-sample chunks at 16 kHz
+WINDOW_SECONDS = 512 / MIC_FORMAT.rate
 
 
 class SpeechProbability:
@@ -71,7 +72,8 @@ class Segmenter:
         if self.state not in (Segment.WAITING, Segment.SPEAKING):
             return self.state
         self._seconds += audio_seconds
-        step = audio_seconds / len(probs) if probs else 0.0
+        # Each probability covers one whole 512-sample window, whatever size the chunks are.
+        step = WINDOW_SECONDS
         for prob in probs:
             if prob >= self.settings.threshold:
                 self._speech_seconds += step

@@ -168,3 +168,22 @@ async def test_voice_barge_in_needs_loud_speech(tmp_path: Path) -> None:
     assert on.triggered_by_voice([0.9], level=-20.0, threshold=0.5)
     assert not on.triggered_by_voice([0.9], level=-45.0, threshold=0.5)  # our own reply, quietly
     assert not on.triggered_by_voice([0.2], level=-10.0, threshold=0.5)  # loud, but not speech
+
+
+def test_segmenter_counts_silence_in_real_time_with_20ms_chunks() -> None:
+    """20 ms chunks give 0 or 1 silero windows (32 ms) each; silence must still be counted right."""
+    seg = Segmenter(VadSettings(end_silence=0.6))
+    buffered = 0
+
+    def feed(speaking: bool) -> Segment:
+        nonlocal buffered
+        buffered += 320
+        windows, buffered = divmod(buffered, 512)
+        return seg.feed(0.02, [0.9 if speaking else 0.05] * windows)
+
+    for _ in range(50):
+        feed(True)
+    silent = 0
+    while feed(False) is not Segment.ENDED:
+        silent += 1
+    assert 0.55 <= silent * 0.02 <= 0.7
