@@ -13,9 +13,10 @@ from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
 from wyoming_core.workers import WorkerPool
 
-from .engine import WhisperEngine
+from .endpoint import DetectorPool
+from .engine import Engines, WhisperEngine
 from .handler import SttHandler, build_info
-from .models import resolve_model
+from .models import ResolvedModel, resolve_model
 from .settings import SttSettings, build_parser, settings_from_args
 
 _LOGGER = logging.getLogger("wyoming_stt")
@@ -25,17 +26,37 @@ class ModelLoadFailed(Exception):
     """The model could not be prepared or loaded: the service cannot do its job."""
 
 
+def _partial_model(settings: SttSettings) -> ResolvedModel | None:
+    """The small model for partial transcripts; None: the main model makes them too."""
+    name = settings.partial_model
+    if name == "same" or not settings.partials:
+        return None
+    if name == "auto":
+        # tiny.en when it is installed locally and smaller than the main model; never downloaded.
+        if settings.model.startswith("tiny"):
+            return None
+        try:
+            return resolve_model("tiny.en", settings.data_dirs, local_files_only=True)
+        except ModelNotFoundError:
+            _LOGGER.info("No tiny.en model installed; partial transcripts use the main model")
+            return None
+    return resolve_model(name, settings.data_dirs, settings.local_files_only)
+
+
 async def main(settings: SttSettings) -> None:
     resolved = resolve_model(settings.model, settings.data_dirs, settings.local_files_only)
     pool = WorkerPool(settings.workers, "stt-decode")
     engine = WhisperEngine(settings, resolved, pool)
+    small = _partial_model(settings)
+    engines = Engines(engine, WhisperEngine(settings, small, pool, role="partial") if small else None)
     info = build_info(settings, engine)
     # Load in the background: the server answers describe while the model loads.
     load_task = asyncio.create_task(engine.load())
+    partial_load = asyncio.create_task(engines.partial.load()) if engines.partial else None
     serve_task = asyncio.create_task(
         serve(
             settings.server,
-            partial(SttHandler, settings=settings, engine=engine, info=info),
+            partial(SttHandler, settings=settings, engines=engines, detectors=DetectorPool(), info=info),
             service_name="wyoming-stt",
         )
     )
@@ -47,6 +68,8 @@ async def main(settings: SttSettings) -> None:
         await serve_task
     finally:
         load_task.cancel()
+        if partial_load is not None:
+            partial_load.cancel()
         if not serve_task.done():
             serve_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

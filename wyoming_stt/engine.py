@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,11 @@ def model_languages(name: str, location: str) -> list[str]:
 class WhisperEngine:
     """Owns the model. `ready` resolves when loaded; `error` says why it did not."""
 
-    def __init__(self, settings: SttSettings, resolved: ResolvedModel, pool: WorkerPool) -> None:
+    def __init__(
+        self, settings: SttSettings, resolved: ResolvedModel, pool: WorkerPool, role: str = "final"
+    ) -> None:
         self.settings = settings
+        self.role = role
         self.resolved = resolved
         self.pool = pool
         self.languages = model_languages(resolved.name, resolved.location)
@@ -70,7 +74,10 @@ class WhisperEngine:
         try:
             # A dedicated thread: loading must not occupy a decode worker slot.
             self._model = await asyncio.to_thread(self._load)
-            _LOGGER.info("Whisper model %r is ready", self.resolved.name)
+            if self.role == "final":
+                _LOGGER.info("Whisper model %r is ready", self.resolved.name)
+            else:
+                _LOGGER.info("Whisper model %r loaded for partial transcripts", self.resolved.name)
         except Exception as err:
             self.error = f"Could not load Whisper model {self.resolved.name!r}: {err}"
             _LOGGER.error("%s", self.error)
@@ -104,4 +111,32 @@ class WhisperEngine:
     async def transcribe(self, audio: np.ndarray, language: str | None, *, partial: bool = False) -> Decoded:
         await self.wait_ready()
         beam = 1 if partial else self.settings.beam_size
-        return await self.pool.run(self._decode, audio, language, beam, partial)
+        started = time.monotonic()
+        decoded = await self.pool.run(self._decode, audio, language, beam, partial)
+        _LOGGER.debug(
+            "%s decode of %.2f s took %.0f ms",
+            "Partial" if partial else "Final",
+            len(audio) / 16000,
+            (time.monotonic() - started) * 1000,
+        )
+        return decoded
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The models a session decodes with.
+
+    Partial transcripts cost a full encoder pass each; on a 2-core machine a partial still
+    running when speech ends slows the final decode. A small model for partials (tiny.en
+    for English) keeps that cost low, while the final transcript comes from the main model.
+    """
+
+    final: WhisperEngine
+    partial: WhisperEngine | None = None
+
+    def for_partial(self, language: str | None) -> WhisperEngine | None:
+        """The engine for a partial decode now, or None to skip it (nothing loaded yet)."""
+        small = self.partial
+        if small is not None and language is not None and language in small.languages:
+            return small if small.is_loaded else None
+        return self.final if self.final.is_loaded else None

@@ -16,7 +16,8 @@ from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
 from . import __version__
-from .engine import WhisperEngine
+from .endpoint import DetectorPool
+from .engine import Engines, WhisperEngine
 from .session import AudioTooLong, TranscriptionSession
 from .settings import SttSettings
 
@@ -83,11 +84,14 @@ class SttHandler(ConnectionHandler):
         writer: asyncio.StreamWriter,
         limits: Limits,
         settings: SttSettings,
-        engine: WhisperEngine,
+        engines: Engines,
+        detectors: DetectorPool,
         info: Info,
     ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.engines = engines
+        self.engine = engines.final
+        self.detectors = detectors
         self._info = info
         self._language = settings.language
         self._session: TranscriptionSession | None = None
@@ -119,7 +123,9 @@ class SttHandler(ConnectionHandler):
             raise RequestError(MODEL_UNAVAILABLE, self.engine.error)
         if self._session is not None:
             self._session.cancel()
-        self._session = TranscriptionSession(self.engine, self.settings, self._language, self.write_event)
+        self._session = TranscriptionSession(
+            self.engines, self.detectors, self.settings, self._language, self.write_event
+        )
         return True
 
     async def _on_audio_chunk(self, event: Event) -> bool:
@@ -139,7 +145,9 @@ class SttHandler(ConnectionHandler):
     async def _on_audio_stop(self, event: Event) -> bool:
         if self._session is None:
             # No audio at all: an empty transcript, as if nothing was said.
-            self._session = TranscriptionSession(self.engine, self.settings, self._language, self.write_event)
+            self._session = TranscriptionSession(
+                self.engines, self.detectors, self.settings, self._language, self.write_event
+            )
         session, self._session = self._session, None
         try:
             await session.stop()

@@ -13,8 +13,8 @@ from wyoming.event import Event
 
 from wyoming_core.audio import STT_RATE, AudioFormat, StreamConverter, pcm16_to_float
 
-from .endpoint import Endpointer
-from .engine import Decoded, WhisperEngine
+from .endpoint import DetectorPool, Endpointer
+from .engine import Decoded, Engines
 from .settings import SttSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,21 +54,26 @@ class TranscriptionSession:
 
     def __init__(
         self,
-        engine: WhisperEngine,
+        engines: Engines,
+        detectors: DetectorPool,
         settings: SttSettings,
         language: str | None,
         send: Callable[[Event], Awaitable[None]],
     ) -> None:
-        self.engine = engine
+        self.engines = engines
+        self.engine = engines.final
         self.settings = settings
         self.language = language
         self._send = send
         self._converter = StreamConverter()
         self._audio = bytearray()
-        self._endpoint = Endpointer(settings.vad_threshold, settings.endpoint_silence)
+        self._endpoint = Endpointer(settings.vad_threshold, settings.endpoint_silence, detectors)
         self._final: _FinalDecode | None = None
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0  # audio bytes at the last partial
+        # Seconds of new audio between partials: at least twice what the last one took, so
+        # partials never occupy more than about half the CPU.
+        self._partial_spacing = settings.partial_interval
         self._previous_words: list[str] = []
         self._emitted: list[str] = []
         self._stream_started = False
@@ -105,7 +110,7 @@ class TranscriptionSession:
             # with the final decode for the CPU.
             and self._endpoint.in_speech
             and (self._partial is None or self._partial.done())
-            and len(self._audio) - self._partial_at >= self.settings.partial_interval * _BYTES_PER_SECOND
+            and len(self._audio) - self._partial_at >= self._partial_spacing * _BYTES_PER_SECOND
         )
 
     def _language(self) -> str | None:
@@ -155,13 +160,16 @@ class TranscriptionSession:
 
     async def _run_partial(self) -> None:
         audio = self._speech_audio()
-        if not audio:
+        engine = self.engines.for_partial(self._language())
+        if not audio or engine is None:
             return
+        started = time.monotonic()
         try:
-            decoded = await self.engine.transcribe(pcm16_to_float(audio), self._language(), partial=True)
+            decoded = await engine.transcribe(pcm16_to_float(audio), self._language(), partial=True)
         except Exception as err:  # a failed partial must not end the request
             _LOGGER.debug("Partial decode failed: %s", err)
             return
+        self._partial_spacing = max(self.settings.partial_interval, 2 * (time.monotonic() - started))
         if self.finished:
             return
         self._detected = self._detected or decoded.language

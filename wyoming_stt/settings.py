@@ -31,6 +31,7 @@ class SttSettings:
     early_silence: float
     partials: bool
     partial_interval: float
+    partial_model: str
     vad_threshold: float
     debug: bool
 
@@ -66,6 +67,12 @@ def build_parser() -> EnvArgs:
         help="With --early-transcript: seconds of silence after which the transcript is sent",
     )
     args.add("--no-partials", action="store_true", help="Do not stream partial transcripts")
+    args.add(
+        "--partial-model",
+        default="auto",
+        help="Model for partial transcripts: 'auto' (tiny.en for English when installed), "
+        "'same' (the main model) or a model name/directory",
+    )
     args.add("--partial-interval", type=float, default=1.0, help="Seconds of new audio between partials")
     args.add("--vad-threshold", type=float, default=0.5, help="Speech probability threshold (0-1)")
     return args
@@ -95,6 +102,7 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         early_silence=ns.early_silence,
         partials=not ns.no_partials,
         partial_interval=ns.partial_interval,
+        partial_model=ns.partial_model,
         vad_threshold=ns.vad_threshold,
         debug=ns.debug,
     )
