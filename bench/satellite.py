@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import statistics
 import sys
 import tempfile
@@ -78,7 +79,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def turns(
-    tmp: Path, turns_n: int, tokens_per_second: float, first_token_delay: float, stt_model: str
+    tmp: Path,
+    turns_n: int,
+    tokens_per_second: float,
+    first_token_delay: float,
+    stt_model: str,
+    stt_args: list[str],
 ) -> dict[str, float]:
     gap = 20.0  # room for a slow reply on a busy machine: the next wake must not barge in
     parts: list[str | float] = [2.0]
@@ -92,7 +98,7 @@ async def turns(
     mic = mic_wav(tmp / "turns.wav", *parts)
 
     stt = ServiceProcess(
-        "wyoming_stt", "--model", stt_model, "--data-dir", str(tmp / "stt"), "--language", "en"
+        "wyoming_stt", "--model", stt_model, "--data-dir", str(tmp / "stt"), "--language", "en", *stt_args
     )
     tts = ServiceProcess("wyoming_tts", "--data-dir", str(tmp / "tts"))
     async with FakeOllama(
@@ -219,6 +225,7 @@ async def main() -> None:
     cli.add_argument(
         "--stt-model", default="base", help="Whisper model of the STT service (base: the stack's)"
     )
+    cli.add_argument("--stt-args", default="", help="More STT flags, e.g. '--no-partials'")
     cli.add_argument("--tokens-per-second", type=float, default=20.0, help="The fake model's speed")
     cli.add_argument("--first-token-delay", type=float, default=0.3, help="The fake model's prompt time")
     args = cli.parse_args()
@@ -228,7 +235,14 @@ async def main() -> None:
         cpu_four = wake_cpu(60.0, ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft"))
         cpu_oww = wake_cpu(30.0, ("oww:hey_jarvis",))
         idle = await idle_cpu(tmp)
-        turn = await turns(tmp, args.turns, args.tokens_per_second, args.first_token_delay, args.stt_model)
+        turn = await turns(
+            tmp,
+            args.turns,
+            args.tokens_per_second,
+            args.first_token_delay,
+            args.stt_model,
+            shlex.split(args.stt_args),
+        )
         barge = await barge_ins(tmp, args.barge_ins)
 
     model = (
@@ -238,7 +252,7 @@ async def main() -> None:
         Figure(
             "end of speech -> first reply audio, excl. model's first sentence (median)",
             turn["excl"] * 1000, "ms", 800,
-            note=f"VAD end of speech; {args.turns} turns; STT {args.stt_model}; {model}",
+            note=f"VAD end of speech; {args.turns} turns; STT {args.stt_model} {args.stt_args}; {model}",
         ),
         Figure("same, worst turn", turn["excl_max"] * 1000, "ms"),
         Figure("same, from the end of the words (adds VAD end silence)", turn["excl_words"] * 1000, "ms"),
