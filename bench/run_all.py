@@ -164,7 +164,8 @@ def summary(outcomes: list[Outcome]) -> str:
     short = sum(1 for f in figures if f.passed is False)
     passed = sum(1 for f in figures if f.passed is True)
     bad = [f"{o.name} ({o.status})" for o in outcomes if o.status != "ok"]
-    text = f"{passed} figures meet their target, {short} fall short"
+    meet = "figure meets its" if passed == 1 else "figures meet their"
+    text = f"{passed} {meet} target, {short} {'falls' if short == 1 else 'fall'} short"
     return text + (f"; not run: {', '.join(bad)}" if bad else "; every benchmark ran")
 
 
