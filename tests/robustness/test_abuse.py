@@ -192,3 +192,16 @@ async def test_half_close_after_a_request_still_gets_the_answer(target: Target) 
     assert event is not None and event.type == "info", event
     assert await client.closed(timeout=PROMPT)
     await assert_serving(target)
+
+
+async def test_garbage_in_the_middle_of_a_real_request(target: Target) -> None:
+    mark = log_mark(target)
+    client = await connect(target)
+    await send_events(client, target.stream_start)  # the service is busy with this client now
+    await client.send_bytes(b"\x00\x9f garbage {{{\n")
+    await expect_error(client, {protocol.INVALID_JSON})
+    assert await client.closed(timeout=PROMPT)
+    # The request it dropped leaves nothing behind: the next real one works.
+    await target.work()
+    await assert_serving(target)
+    assert_clean_log(target, mark)
