@@ -66,6 +66,7 @@ class FakeHandle(ConnectionHandler):
         args: argparse.Namespace,
     ) -> None:
         self.args = args
+        self.answering = False
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
@@ -91,6 +92,7 @@ class FakeHandle(ConnectionHandler):
         conversation = (transcript.context or {}).get("conversation_id")
         _LOGGER.info("handle got %r conversation_id=%s", transcript.text, conversation)
         sentences = [s for s in re.split(r"(?<=[.?!])\s+", self.args.reply) if s]
+        self.answering = True
         await self.write_event(HandledStart().event())
         await asyncio.sleep(self.args.first_delay)
         for index, sentence in enumerate(sentences):
@@ -99,7 +101,12 @@ class FakeHandle(ConnectionHandler):
             await self.write_event(HandledChunk(text=sentence + " ").event())
         await self.write_event(HandledStop().event())
         await self.write_event(Handled(text=self.args.reply).event())
+        self.answering = False
         return True
+
+    async def disconnect(self) -> None:
+        if self.answering:  # the client hung up mid-answer: it cancelled the request
+            _LOGGER.info("handle answer cancelled by the client")
 
 
 class FakeTts(ConnectionHandler):
@@ -150,6 +157,10 @@ class FakeTts(ConnectionHandler):
     async def _start(self, event: Event) -> bool:
         self.streaming = True
         return True
+
+    async def disconnect(self) -> None:
+        if self.streaming:  # the client hung up mid-stream: it cancelled the request
+            _LOGGER.info("tts stream cancelled by the client")
 
     async def _chunk(self, event: Event) -> bool:
         text = SynthesizeChunk.from_event(event).text

@@ -98,7 +98,8 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     tmp_path: Path, stt_service: ServiceProcess, service_factory: list[ServiceProcess]
 ) -> None:
     long_reply = " ".join(f"This is sentence number {n} of a rather long answer." for n in range(1, 7))
-    handle = _start_fake(service_factory, "handle", "--reply", long_reply, "--delay", "0.5")
+    # Sentences 2 s apart: the handle and TTS requests are still running at the barge-in.
+    handle = _start_fake(service_factory, "handle", "--reply", long_reply, "--delay", "2.0")
     tts = _start_fake(service_factory, "tts")
     # The second wake word comes while the first (about 15 s) reply is playing, even if STT is slow.
     mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 9.0, WAKE_REQUEST, 1.0)
@@ -116,6 +117,13 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
         "2",
     ).start()
     log = await sat.wait_for("Barge-in by wake word 'hey_jarvis'", timeout=90)
+    # The interrupted turn's requests were cancelled (their connections closed), not left to run.
+    for _ in range(100):
+        if "tts stream cancelled" in tts.log() and "handle answer cancelled" in handle.log():
+            break
+        await asyncio.sleep(0.1)
+    assert "tts stream cancelled by the client" in tts.log()
+    assert "handle answer cancelled by the client" in handle.log()
     assert "speaking the answer -> listening to the request (wake word 'hey_jarvis')" in log
     latencies = barge_in_ms(log)
     assert latencies and all(ms <= 200 for ms in latencies), latencies
