@@ -42,6 +42,7 @@ class ServiceDirectory:
             "handle": _Entry(settings.handle_uri, settings.handle_uri is not None),
         }
         self._browse_lock = asyncio.Lock()
+        self._tts_streaming: dict[str, bool] = {}
 
     async def discover(self) -> None:
         """Fill in what was not given on the command line (or has gone) from zeroconf."""
@@ -78,6 +79,16 @@ class ServiceDirectory:
                 f"No {LABELS[kind]} service: give --{'stt' if kind == 'asr' else kind}-uri"
             )
         return entry.uri
+
+    async def tts_streams(self, uri: str) -> bool:
+        """Whether the TTS service takes streamed text (asked once per address)."""
+        if uri not in self._tts_streaming:
+            info = await describe(uri, timeout=5.0)
+            streams = any(getattr(p, "supports_synthesize_streaming", False) for p in info.tts)
+            if not streams:
+                _LOGGER.info("The TTS service at %s does not stream: one request per sentence", uri)
+            self._tts_streaming[uri] = streams
+        return self._tts_streaming[uri]
 
     def is_down(self, kind: str) -> bool:
         return self._entries[kind].down

@@ -17,6 +17,7 @@ from wyoming_core.client import (
     Transcription,
     VoiceError,
     converse_stream,
+    synthesize,
     synthesize_stream,
     transcribe_stream,
 )
@@ -175,6 +176,19 @@ class StandaloneBackend(Backend):
         except VoiceError as err:
             raise StageError(kind, err) from err
 
+    async def _tts(self, uri: str, pieces: AsyncIterator[str]) -> AsyncIterator[tuple[bytes, AudioFormat]]:
+        """Streaming TTS when the service supports it; else one plain `synthesize` per sentence."""
+        voice, language, timeout = self.settings.voice, self.settings.language, self.settings.tts_timeout
+        if await self.services.tts_streams(uri):
+            async for chunk in synthesize_stream(
+                uri, pieces, voice=voice, language=language, timeout=timeout
+            ):
+                yield chunk.audio, AudioFormat(chunk.rate, chunk.width, chunk.channels)
+            return
+        async for piece in pieces:
+            speech = await synthesize(uri, piece, voice=voice, language=language, timeout=timeout)
+            yield speech.audio, speech.format
+
     async def _answer(self, text: str, timing: Timing) -> str:
         """Handle and TTS run together: each sentence is spoken as soon as it arrives."""
         handle_uri = await self._uri("handle")
@@ -230,15 +244,9 @@ class StandaloneBackend(Backend):
                     yield piece
 
             try:
-                async for chunk in synthesize_stream(
-                    tts_uri,
-                    all_pieces(),
-                    voice=self.settings.voice,
-                    language=self.settings.language,
-                    timeout=self.settings.tts_timeout,
-                ):
+                async for audio, fmt in self._tts(tts_uri, all_pieces()):
                     timing.first_chunk = timing.first_chunk or time.monotonic()
-                    pcm = converter.convert(chunk.audio, AudioFormat(chunk.rate, chunk.width, chunk.channels))
+                    pcm = converter.convert(audio, fmt)
                     starts = player.enqueue(pcm, generation)
                     if starts is not None and not timing.first_audio:
                         timing.first_audio = starts

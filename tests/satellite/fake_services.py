@@ -116,8 +116,10 @@ class FakeTts(ConnectionHandler):
         writer: asyncio.StreamWriter,
         limits: Limits,
         speak: Callable[[str], bytes],
+        can_stream: bool = True,
     ) -> None:
         self.speak = speak
+        self.can_stream = can_stream
         self.streaming = False
         super().__init__(reader, writer, limits)
 
@@ -132,11 +134,13 @@ class FakeTts(ConnectionHandler):
             description=None,
             version=None,
             voices=[voice],
-            supports_synthesize_streaming=True,
+            supports_synthesize_streaming=self.can_stream,
         )
         return Info(tts=[program])
 
     def routes(self) -> Mapping[str, Route]:
+        if not self.can_stream:  # an older TTS: plain `synthesize` only
+            return {"synthesize": self._synthesize}
         return {
             "synthesize-start": self._start,
             "synthesize-chunk": self._chunk,
@@ -170,7 +174,9 @@ class FakeTts(ConnectionHandler):
 
     async def _synthesize(self, event: Event) -> bool:
         if not self.streaming:  # in streaming mode this is the full text again: ignore
-            await self._audio(Synthesize.from_event(event).text)
+            text = Synthesize.from_event(event).text
+            _LOGGER.info("tts got plain %r", text)
+            await self._audio(text)
         return True
 
     async def _stop(self, event: Event) -> bool:
@@ -234,6 +240,7 @@ def main() -> None:
     handle.add_argument("--delay", type=float, default=0.2)
     tts = sub.add_parser("tts")
     tts.add_argument("--speech", action="store_true", help="Real speech with the piper voice")
+    tts.add_argument("--no-streaming", action="store_true", help="Plain synthesize only (older TTS)")
     sub.add_parser("wake")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -249,7 +256,13 @@ def main() -> None:
         if args.speech:
             speak("warm up")
         _LOGGER.info("fake tts is ready")
-        asyncio.run(serve(settings, lambda r, w, lim: FakeTts(r, w, lim, speak), service_name="fake-tts"))
+        asyncio.run(
+            serve(
+                settings,
+                lambda r, w, lim: FakeTts(r, w, lim, speak, not args.no_streaming),
+                service_name="fake-tts",
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -258,3 +258,28 @@ async def test_remote_wake_service(
     assert "Streaming the mic to the wake service" in log
     assert "-> listening to the request (wake word 'hey_jarvis')" in log
     assert "time" in handle.log().lower()
+
+
+async def test_tts_without_streaming_gets_one_request_per_sentence(
+    tmp_path: Path, stt_service: ServiceProcess, service_factory: list[ServiceProcess]
+) -> None:
+    handle = _start_fake(service_factory, "handle", "--reply", "It is noon. The sun is out.")
+    tts = _start_fake(service_factory, "tts", "--no-streaming")
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 2.0)
+    sat = await SatelliteRun(
+        "--mic-file",
+        str(mic),
+        "--snd-file",
+        str(tmp_path / "out.wav"),
+        "--wake-word",
+        "hey_jarvis",
+        *_services(stt_service.uri, tts.uri, handle.uri),
+        "--follow-up",
+        "0",
+        "--exit-after-turns",
+        "1",
+    ).start()
+    assert await sat.wait_exit(90) == 0, sat.log()
+    assert "does not stream: one request per sentence" in sat.log()
+    assert re.findall(r"tts got plain '(.*)'", tts.log()) == ["It is noon. ", "The sun is out. "]
+    assert "-> waiting for the wake word (turn over)" in sat.log()
