@@ -6,12 +6,13 @@ from __future__ import annotations
 from wyoming.info import Attribution, Info, MicProgram, Satellite, SndProgram, WakeModel, WakeProgram
 from wyoming.info import AudioFormat as InfoAudioFormat
 
+from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.audio import AudioFormat
 
 from .settings import MIC_FORMAT, SatelliteSettings
 from .wake import WakeModelInfo
 
-_ATTRIBUTION = Attribution(name="wyoming-local-voice", url="https://github.com/rhasspy/wyoming")
+_ATTRIBUTION = PROJECT_ATTRIBUTION
 _ENGINE_URLS = {
     "microWakeWord": "https://github.com/kahrendt/microWakeWord",
     "openWakeWord": "https://github.com/dscripka/openWakeWord",

@@ -5,4 +5,9 @@ audio conversion (`audio`), model lookup (`models`), CLI/env settings (`cli`),
 logging (`logs`) and the client API (`client`).
 """
 
+from wyoming.info import Attribution
+
 __version__ = "0.1.0"
+
+# Who made the programs this stack advertises in `info` (models carry their own attribution).
+PROJECT_ATTRIBUTION = Attribution(name="wyoming-local-voice", url="https://github.com/wyoming-local-voice")

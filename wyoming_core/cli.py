@@ -8,11 +8,19 @@ container sets options without rewriting the command line.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .logs import setup_logging
+from .models import ModelNotFoundError
 from .protocol import Limits
 from .server import ServerSettings
+
+_LOGGER = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -96,3 +104,31 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         idle_timeout=args.idle_timeout or None,
     )
     return ServerSettings(uri=args.uri, limits=limits, zeroconf_name=args.zeroconf)
+
+
+class StartupError(Exception):
+    """The service cannot do its job at all (e.g. its model cannot be loaded): exit, don't linger."""
+
+    def __init__(self, message: str, exit_code: int = 3) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run_service(main: Callable[[], Awaitable[None]], *, name: str, debug: bool) -> None:
+    """Run a service's main coroutine with logging set up; known start-up failures become one
+    clear log line and an exit code instead of a traceback (2: model not found, 3: cannot start)."""
+    setup_logging(debug, name)
+
+    async def _main() -> None:
+        await main()
+
+    try:
+        asyncio.run(_main())
+    except ModelNotFoundError as err:
+        _LOGGER.error("%s", err)
+        sys.exit(2)
+    except StartupError as err:
+        _LOGGER.error("%s", err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        pass

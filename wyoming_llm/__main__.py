@@ -7,7 +7,7 @@ import contextlib
 import logging
 from functools import partial
 
-from wyoming_core.logs import setup_logging
+from wyoming_core.cli import run_service
 from wyoming_core.server import RunningServer, serve
 
 from .backend import OllamaBackend
@@ -58,9 +58,7 @@ async def main(settings: LlmSettings) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     settings = settings_from_args(build_parser().parse(argv))
-    setup_logging(settings.debug, "llm")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(settings))
+    run_service(lambda: main(settings), name="llm", debug=settings.debug)
 
 
 if __name__ == "__main__":

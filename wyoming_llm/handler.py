@@ -15,6 +15,7 @@ from wyoming.event import Event
 from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, NotHandled
 from wyoming.info import Attribution, HandleModel, HandleProgram, Info
 
+from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.handler import ConnectionHandler, Route
 from wyoming_core.protocol import Limits
 
@@ -38,9 +39,7 @@ def build_info(settings: LlmSettings, backend: OllamaBackend) -> Info:
             HandleProgram(
                 name="wyoming-llm",
                 description="Conversation on a local Ollama model, answers streamed sentence by sentence",
-                attribution=Attribution(
-                    name="wyoming-local-voice", url="https://github.com/wyoming-local-voice"
-                ),
+                attribution=PROJECT_ATTRIBUTION,
                 installed=True,
                 version=__version__,
                 models=[

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from functools import partial
 
-from wyoming_core.logs import setup_logging
+from wyoming_core.cli import StartupError, run_service
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
 from wyoming_core.workers import WorkerPool
@@ -20,10 +19,6 @@ from .models import ResolvedModel, resolve_model
 from .settings import SttSettings, build_parser, settings_from_args
 
 _LOGGER = logging.getLogger("wyoming_stt")
-
-
-class ModelLoadFailed(Exception):
-    """The model could not be prepared or loaded: the service cannot do its job."""
 
 
 def _partial_model(settings: SttSettings) -> ResolvedModel | None:
@@ -64,7 +59,11 @@ async def main(settings: SttSettings) -> None:
         await asyncio.wait({load_task, serve_task}, return_when=asyncio.FIRST_COMPLETED)
         if not serve_task.done() and engine.error:
             # A service that can never transcribe must not look available: exit instead.
-            raise ModelLoadFailed(engine.error)
+            where = ", ".join(str(d) for d in settings.data_dirs)
+            raise StartupError(
+                f"{engine.error}. Nothing was left half-written. Check that the data dir ({where}) is "
+                "writable and has room for the model, or pass another --data-dir."
+            )
         await serve_task
     finally:
         load_task.cancel()
@@ -79,23 +78,7 @@ async def main(settings: SttSettings) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     settings = settings_from_args(build_parser().parse(argv))
-    setup_logging(settings.debug, "stt")
-    try:
-        asyncio.run(main(settings))
-    except ModelNotFoundError as err:
-        _LOGGER.error("%s", err)
-        sys.exit(2)
-    except ModelLoadFailed as err:
-        where = ", ".join(str(d) for d in settings.data_dirs)
-        _LOGGER.error(
-            "%s. Nothing was left half-written. Check that the data dir (%s) is writable and has "
-            "room for the model, or pass another --data-dir.",
-            err,
-            where,
-        )
-        sys.exit(3)
-    except KeyboardInterrupt:
-        pass
+    run_service(lambda: main(settings), name="stt", debug=settings.debug)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
+from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.audio import AudioFormatError, check_format
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
@@ -42,9 +43,7 @@ def build_info(settings: SttSettings, engine: WhisperEngine) -> Info:
             AsrProgram(
                 name="wyoming-stt",
                 description="faster-whisper speech-to-text with streamed partials and endpointing",
-                attribution=Attribution(
-                    name="wyoming-local-voice", url="https://github.com/wyoming-local-voice"
-                ),
+                attribution=PROJECT_ATTRIBUTION,
                 installed=True,
                 version=__version__,
                 models=[

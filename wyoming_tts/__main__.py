@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from functools import partial
 
-from wyoming_core.logs import setup_logging
+from wyoming_core.cli import run_service
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
 from wyoming_core.workers import WorkerPool
@@ -73,14 +72,7 @@ async def main(settings: TtsSettings) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     settings = settings_from_args(build_parser().parse(argv))
-    setup_logging(settings.debug, "tts")
-    try:
-        asyncio.run(main(settings))
-    except ModelNotFoundError as err:
-        _LOGGER.error("%s", err)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        pass
+    run_service(lambda: main(settings), name="tts", debug=settings.debug)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from wyoming.event import Event
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeVoice
 
+from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
@@ -54,9 +55,7 @@ def build_info(voices: Mapping[str, VoiceEntry]) -> Info:
             TtsProgram(
                 name="wyoming-tts",
                 description="piper text-to-speech with streaming, every voice under one name",
-                attribution=Attribution(
-                    name="wyoming-local-voice", url="https://github.com/wyoming-local-voice"
-                ),
+                attribution=PROJECT_ATTRIBUTION,
                 installed=True,
                 version=__version__,
                 voices=[
