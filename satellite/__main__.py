@@ -46,6 +46,12 @@ async def run_satellite(settings: SatelliteSettings) -> None:
     if isinstance(detector, RemoteWake):
         detector.start()
     await backend.start()
+    # Signal handlers before "ready": a stop right after start-up still shuts down cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     words = ", ".join(f"{m.id} ({m.phrase!r}, {m.engine})" for m in detector.models)
     _LOGGER.info("Satellite %r is ready; wake words: %s", settings.name, words)
 
@@ -54,7 +60,7 @@ async def run_satellite(settings: SatelliteSettings) -> None:
         assert settings.server is not None
         tasks.append(asyncio.create_task(serve(settings.server, backend.factory, service_name="satellite")))
     else:
-        tasks.append(asyncio.create_task(_until_signal(), name="signals"))
+        tasks.append(asyncio.create_task(_until(stop), name="signals"))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -78,12 +84,7 @@ async def run_satellite(settings: SatelliteSettings) -> None:
         _LOGGER.info("Satellite stopped")
 
 
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+async def _until(stop: asyncio.Event) -> None:
     await stop.wait()
     _LOGGER.info("Satellite is shutting down")
 
