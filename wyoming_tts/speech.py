@@ -99,13 +99,16 @@ class SpeechJob:
 
     def cancel(self) -> None:
         if not self.task.done():
-            _LOGGER.info(
-                "Stopped synthesis for %s after %d parts of %d sentences: the connection ended",
-                self.peer,
-                self.parts_done,
-                self.sentences_done,
-            )
+            self._log_stopped()
             self.task.cancel()
+
+    def _log_stopped(self) -> None:
+        _LOGGER.info(
+            "Stopped synthesis for %s after %d parts of %d sentences: the connection ended",
+            self.peer,
+            self.parts_done,
+            self.sentences_done,
+        )
 
     async def _run(self) -> None:
         if self._after is not None:  # one reply at a time per connection, in order
@@ -117,7 +120,9 @@ class SpeechJob:
             _LOGGER.error("%s", err)
             await self._on_error(VOICE_UNAVAILABLE, str(err))
         except ConnectionError as err:
+            # A failed write can notice the client has gone before the reader does.
             _LOGGER.debug("Client %s went away during synthesis: %s", self.peer, err)
+            self._log_stopped()
         except asyncio.CancelledError:
             raise
         except Exception as err:
