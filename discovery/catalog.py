@@ -40,64 +40,25 @@ def _languages(artifacts: list[Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def _program_offer(kind: str, program: Any, items: list[Any], streaming: bool) -> Offer:
+    return Offer(
+        kind,
+        program.name,
+        tuple(item.name for item in items),
+        _languages(items),
+        streaming,
+        # A program is only usable as advertised if what it offers is installed too.
+        bool(program.installed) and all(item.installed for item in items),
+    )
+
+
 def offers(info: Info) -> tuple[Offer, ...]:
     """Every program the service describes, in `KINDS` order."""
-    found: list[Offer] = []
-    for asr_prog in info.asr:
-        found.append(
-            Offer(
-                "asr",
-                asr_prog.name,
-                tuple(m.name for m in asr_prog.models),
-                _languages(asr_prog.models),
-                bool(asr_prog.supports_transcript_streaming),
-                asr_prog.installed and all(m.installed for m in asr_prog.models),
-            )
-        )
-    for tts_prog in info.tts:
-        found.append(
-            Offer(
-                "tts",
-                tts_prog.name,
-                tuple(v.name for v in tts_prog.voices),
-                _languages(tts_prog.voices),
-                bool(tts_prog.supports_synthesize_streaming),
-                tts_prog.installed and all(v.installed for v in tts_prog.voices),
-            )
-        )
-    for handle_prog in info.handle:
-        found.append(
-            Offer(
-                "handle",
-                handle_prog.name,
-                tuple(m.name for m in handle_prog.models),
-                _languages(handle_prog.models),
-                bool(handle_prog.supports_handled_streaming),
-                handle_prog.installed,
-            )
-        )
-    for intent_prog in info.intent:
-        found.append(
-            Offer(
-                "intent",
-                intent_prog.name,
-                tuple(m.name for m in intent_prog.models),
-                _languages(intent_prog.models),
-                False,
-                intent_prog.installed,
-            )
-        )
-    for wake_prog in info.wake:
-        found.append(
-            Offer(
-                "wake",
-                wake_prog.name,
-                tuple(m.name for m in wake_prog.models),
-                _languages(wake_prog.models),
-                False,
-                wake_prog.installed,
-            )
-        )
+    found = [_program_offer("asr", p, p.models, bool(p.supports_transcript_streaming)) for p in info.asr]
+    found += [_program_offer("tts", p, p.voices, bool(p.supports_synthesize_streaming)) for p in info.tts]
+    found += [_program_offer("handle", p, p.models, bool(p.supports_handled_streaming)) for p in info.handle]
+    found += [_program_offer("intent", p, p.models, False) for p in info.intent]
+    found += [_program_offer("wake", p, p.models, False) for p in info.wake]
     if info.satellite is not None:
         sat = info.satellite
         items = tuple(sat.active_wake_words or ())
