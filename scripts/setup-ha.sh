@@ -15,6 +15,15 @@ HA_VERSIONS="${HA_VERSIONS:-2025.4.4 2026.2.3}"
 HA_VENVS="${HA_VENVS:-.venv-ha}"
 HA_CACHE="${HA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-local-voice}"
 is_ci() { case "${CI:-}" in 1 | true | TRUE | True | yes) return 0 ;; *) return 1 ;; esac; }
+# Progress to the terminal (fd 3) as each step starts, while a version's full pip output goes
+# to its log: the versions build side by side and a build takes minutes.
+exec 3>&1
+STARTED=$SECONDS
+say() {
+  local line="Home Assistant $1 [$((SECONDS - STARTED)) s]: $2"
+  echo "$line"
+  echo "$line" >&3
+}
 
 find_python() {
   local candidate
@@ -44,14 +53,16 @@ stamp() { cat scripts/setup-ha.sh tests/ha/ha_requirements.py | sha256sum | cut 
 
 build() {
   local version="$1" dir="$2"
-  echo "Home Assistant $version: building $dir with $("$PY313" --version)"
+  say "$version" "building $dir with $("$PY313" --version)"
   rm -rf "$dir"
   "$PY313" -m venv "$dir"
   local pip=("$dir/bin/python" -m pip -q --disable-pip-version-check)
+  say "$version" "upgrading pip"
   "${pip[@]}" install --upgrade pip
   # HA pins every dependency against its own package_constraints.txt, shipped in the wheel.
   local dl="$dir/.download"
   mkdir -p "$dl"
+  say "$version" "downloading homeassistant==$version"
   "${pip[@]}" download --no-deps --ignore-requires-python -d "$dl" "homeassistant==$version"
   "$dir/bin/python" -c '
 import pathlib, sys, zipfile
@@ -60,9 +71,12 @@ wheel = next(dl.glob("homeassistant-*.whl"))
 (dl / "constraints.txt").write_bytes(zipfile.ZipFile(wheel).read("homeassistant/package_constraints.txt"))
 ' "$dl"
   # 2026.2.x declares Python >= 3.13.2 but runs on 3.13.0 (what pyenv has here).
+  say "$version" "installing homeassistant and its pinned dependencies"
   "${pip[@]}" install --ignore-requires-python -c "$dl/constraints.txt" "$dl"/homeassistant-*.whl
   mapfile -t reqs < <("$dir/bin/python" tests/ha/ha_requirements.py)
+  say "$version" "installing the tested integrations' requirements: ${reqs[*]} imageio-ffmpeg"
   "${pip[@]}" install --ignore-requires-python -c "$dl/constraints.txt" "${reqs[@]}" "imageio-ffmpeg>=0.5"
+  say "$version" "checking the installation"
   "$dir/bin/python" -c "import homeassistant.const as c, imageio_ffmpeg; assert c.__version__ == '$version'"
   rm -rf "$dl"
   echo "$version" >"$dir/.ha-ready"
@@ -73,9 +87,12 @@ setup_one() {
   target="$HA_CACHE/ha-$version-$(stamp)"
   # One builder per venv at a time, even across checkouts; a finished venv is never changed.
   (
-    flock 9
+    if ! flock -n 9; then
+      say "$version" "waiting for another build of $target"
+      flock 9
+    fi
     if [ -f "$target/.ha-ready" ] && [ -x "$target/bin/python" ]; then
-      echo "Home Assistant $version: reusing $target"
+      say "$version" "reusing $target"
     else
       build "$version" "$target"
     fi
@@ -87,6 +104,7 @@ setup_one() {
 
 mkdir -p "$HA_VENVS" "$HA_CACHE"
 # Versions build side by side: most of the time is spent waiting on downloads.
+echo "Home Assistant: setting up $HA_VERSIONS in $HA_VENVS (full logs: $HA_VENVS/setup-<version>.log)"
 pids=()
 for version in $HA_VERSIONS; do
   setup_one "$version" >"$HA_VENVS/setup-$version.log" 2>&1 &

@@ -13,7 +13,27 @@ import sys
 from pathlib import Path
 
 # What ha_driver.py sets up, plus what those depend on (found by walking the manifests).
-LOADED = ("wyoming", "assist_pipeline", "assist_satellite", "conversation", "stt", "tts", "ffmpeg", "http")
+# The voice integrations, then the home the home-control tests drive (op home_setup):
+# lights and a switch as templates over input_booleans (input_numbers hold brightness),
+# exposed to Assist through `mcp_server` (mcp, aiohttp_sse, anyio: pinned per version).
+LOADED = (
+    "wyoming",
+    "assist_pipeline",
+    "assist_satellite",
+    "conversation",
+    "stt",
+    "tts",
+    "ffmpeg",
+    "http",
+    "homeassistant",
+    "intent",
+    "input_boolean",
+    "input_number",
+    "template",
+    "light",
+    "switch",
+    "mcp_server",
+)
 
 
 def requirements() -> list[str]:
