@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from tests.support.services import ROOT
 from tests.support.speech import piper_speech
 from wyoming_core.audio import AudioFormat, read_wav, to_stt_format, write_wav
@@ -104,6 +106,27 @@ class SatelliteRun:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+
+def sound_runs(path: Path, gap: float = 0.5, level: int = 300) -> list[float]:
+    """Seconds of each stretch of sound in a --snd-file (the player writes silence in real
+    time between sounds); stretches less than `gap` apart count as one."""
+    pcm, fmt = read_wav(path)
+    assert (fmt.width, fmt.channels) == (2, 1), fmt
+    samples = np.frombuffer(pcm[: len(pcm) // fmt.frame_bytes * fmt.frame_bytes], dtype=np.int16)
+    frame = fmt.rate // 100  # 10 ms blocks
+    blocks = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    loud = np.flatnonzero(np.abs(blocks.astype(np.int32)).max(axis=1) >= level)
+    runs: list[float] = []
+    if loud.size:
+        start = prev = int(loud[0])
+        for index in map(int, loud[1:]):
+            if (index - prev) / 100 > gap:
+                runs.append((prev + 1 - start) / 100)
+                start = index
+            prev = index
+        runs.append((prev + 1 - start) / 100)
+    return runs
 
 
 def barge_in_ms(log: str) -> list[float]:
