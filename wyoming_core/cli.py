@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .admission import AdmissionSettings, parse_allow
 from .logs import setup_logging
 from .models import ModelNotFoundError
 from .protocol import Limits
@@ -93,6 +94,39 @@ class EnvArgs:
             default=Limits.idle_timeout,
             help="Close a connection after this many seconds without an event (0: never)",
         )
+        self.add(
+            "--write-timeout",
+            type=float,
+            default=Limits.write_timeout,
+            help="Close a connection whose client has not read what was sent for this many seconds "
+            "(0: never)",
+        )
+        self.add(
+            "--allow",
+            action="append",
+            metavar="CIDR[,CIDR...]",
+            help="Accept connections only from these addresses or networks (e.g. 192.168.1.0/24,"
+            "127.0.0.1); others are closed at once (not given: anyone who can reach the port)",
+        )
+        self.add(
+            "--max-connections",
+            type=int,
+            default=AdmissionSettings.max_connections,
+            help="Connections open at once, from all clients; more get an 'overloaded' error",
+        )
+        self.add(
+            "--max-connections-per-address",
+            type=int,
+            default=AdmissionSettings.max_per_address,
+            help="Connections open at once from one address; more get a 'too-many-connections' error",
+        )
+        self.add(
+            "--max-buffered-bytes",
+            type=int,
+            default=AdmissionSettings.max_buffered_bytes,
+            help="Bytes of large events (over 64 KiB) all clients together may be sending at once; "
+            "an event that does not fit gets an 'overloaded' error",
+        )
 
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
         return self.parser.parse_args(argv)
@@ -102,8 +136,26 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
     limits = Limits(
         max_payload_bytes=args.max_event_bytes,
         idle_timeout=args.idle_timeout or None,
+        write_timeout=args.write_timeout or None,
     )
-    return ServerSettings(uri=args.uri, limits=limits, zeroconf_name=args.zeroconf)
+    if args.max_connections < 1 or args.max_connections_per_address < 1:
+        raise SystemExit("--max-connections and --max-connections-per-address must be at least 1")
+    if args.max_buffered_bytes < args.max_event_bytes:
+        raise SystemExit(
+            f"--max-buffered-bytes ({args.max_buffered_bytes}) must be at least --max-event-bytes "
+            f"({args.max_event_bytes}), or no large event could ever be received"
+        )
+    try:
+        allow = parse_allow(args.allow or [])
+    except ValueError as err:
+        raise SystemExit(f"--allow: {err}") from None
+    admission = AdmissionSettings(
+        max_connections=args.max_connections,
+        max_per_address=args.max_connections_per_address,
+        max_buffered_bytes=args.max_buffered_bytes,
+        allow=allow,
+    )
+    return ServerSettings(uri=args.uri, limits=limits, zeroconf_name=args.zeroconf, admission=admission)
 
 
 class StartupError(Exception):

@@ -17,6 +17,7 @@ from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 
+from .admission import ByteBudget
 from .protocol import Limits, ProtocolError, read_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ _LOGGER = logging.getLogger(__name__)
 Route = Callable[[Event], Awaitable[bool]]
 
 INTERNAL_ERROR = "internal-error"
+# Seconds a closing connection may take to send what is still queued before it is cut.
+_CLOSE_GRACE = 5.0
+
+
+class ClientNotReading(ConnectionError):
+    """An event could not go out within the write timeout: the client stopped reading."""
 
 
 class RequestError(Exception):
@@ -40,6 +47,9 @@ class RequestError(Exception):
 
 class ConnectionHandler(ABC):
     """Reads events from one client and dispatches them by type."""
+
+    # Set by the server: the bytes of large events all its connections may hold at once.
+    budget: ByteBudget | None = None
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits) -> None:
         self.reader = reader
@@ -79,7 +89,18 @@ class ConnectionHandler(ABC):
     async def write_event(self, event: Event) -> None:
         if self.closed:
             raise ConnectionResetError("client has disconnected")
-        await async_write_event(event, self.writer)
+        timeout = self.limits.write_timeout
+        try:
+            # Only drain() waits, after the whole event is queued: a timeout never cuts one in half.
+            await asyncio.wait_for(async_write_event(event, self.writer), timeout)
+        except TimeoutError:
+            if not self.writer.transport.is_closing():
+                _LOGGER.warning(
+                    "Closing connection from %s: it has not read what was sent for %g s", self.peer, timeout
+                )
+            # Cut at once: a graceful close would wait for the same client to read.
+            self.writer.transport.abort()
+            raise ClientNotReading(f"client did not read for {timeout:g} s") from None
         self._last_write = time.monotonic()
 
     async def send_error(self, code: str, text: str) -> None:
@@ -98,7 +119,7 @@ class ConnectionHandler(ABC):
         try:
             while True:
                 try:
-                    event = await read_event(self.reader, self.limits, self.busy)
+                    event = await read_event(self.reader, self.limits, self.busy, self.budget)
                 except ProtocolError as err:
                     _LOGGER.warning("Closing connection from %s: %s", self.peer, err.text)
                     await self.send_error(err.code, err.text)
@@ -133,6 +154,9 @@ class ConnectionHandler(ABC):
         finally:
             self.writer.close()
             try:
-                await self.writer.wait_closed()
+                # What is still queued (a last error event) goes out unless the client never reads.
+                await asyncio.wait_for(self.writer.wait_closed(), _CLOSE_GRACE)
+            except TimeoutError:
+                self.writer.transport.abort()
             except (ConnectionError, OSError):
                 pass

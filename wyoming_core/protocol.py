@@ -17,6 +17,8 @@ from typing import Any
 
 from wyoming.event import Event
 
+from .admission import OVERLOADED, ByteBudget
+
 # Error codes sent in `error` events (also used by clients to tell causes apart).
 LINE_TOO_LONG = "header-too-large"
 INVALID_JSON = "invalid-json"
@@ -37,6 +39,8 @@ class Limits:
     max_payload_bytes: int = 4 * 1024 * 1024
     # Seconds without a complete event before the connection is closed (None: never).
     idle_timeout: float | None = 300.0
+    # Seconds one event may wait to go out to a client that does not read (None: for ever).
+    write_timeout: float | None = 30.0
 
 
 class ProtocolError(Exception):
@@ -106,11 +110,16 @@ async def _header_line(
 
 
 async def read_event(
-    reader: asyncio.StreamReader, limits: Limits, busy: Callable[[], bool] | None = None
+    reader: asyncio.StreamReader,
+    limits: Limits,
+    busy: Callable[[], bool] | None = None,
+    budget: ByteBudget | None = None,
 ) -> Event | None:
     """Read one event, enforcing `limits`. Returns None on a clean end of stream.
 
     `busy()` is asked when the idle timeout passes between events: True keeps waiting.
+    `budget` (shared by a server's connections) must have room for a large event's bytes
+    before they are read; otherwise the event is refused with `overloaded`.
     """
     try:
         line = await _header_line(reader, limits, busy)
@@ -128,6 +137,27 @@ async def read_event(
         )
 
     header, data_length, payload_length = parse_header(line, limits)
+    announced = data_length + payload_length
+    if budget is not None and not budget.reserve(announced):
+        raise ProtocolError(
+            OVERLOADED,
+            f"The service is already receiving {budget.used} bytes of large events from clients; "
+            f"an event of {announced} bytes does not fit now, try again later",
+        )
+    try:
+        return await _read_body(reader, limits, header, data_length, payload_length)
+    finally:
+        if budget is not None:
+            budget.release(announced)
+
+
+async def _read_body(
+    reader: asyncio.StreamReader,
+    limits: Limits,
+    header: dict[str, Any],
+    data_length: int,
+    payload_length: int,
+) -> Event:
     data: dict[str, Any] = dict(header.get("data") or {})
     try:
         if data_length:

@@ -1,10 +1,11 @@
-"""Start a Wyoming server from `--uri` (tcp://, unix://, stdio://)."""
+"""Start a Wyoming server from `--uri` (tcp://, unix://, stdio://), with its admission rules."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable
@@ -12,12 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from wyoming.error import Error
+from wyoming.event import Event, async_write_event
+
+from .admission import Admission, AdmissionSettings, peer_address
 from .handler import ConnectionHandler
 from .protocol import Limits
 
 _LOGGER = logging.getLogger(__name__)
 
 HandlerFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Limits], ConnectionHandler]
+
+# File descriptors the process needs besides its connections (models, pipes, zeroconf, logs).
+_SPARE_FDS = 128
+# Seconds a refused client gets to take its `error` event before the socket is cut.
+_REFUSAL_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,33 @@ class ServerSettings:
     limits: Limits = Limits()
     # None: no zeroconf; "": advertise under the default (host-based) name.
     zeroconf_name: str | None = None
+    admission: AdmissionSettings = AdmissionSettings()
+
+
+def _ensure_fd_room(connections: int) -> None:
+    """Raise the soft open-file limit if the connection cap needs it (up to the hard limit)."""
+    needed = connections + _SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        _LOGGER.warning(
+            "The open-file limit (%d) is low for --max-connections %d; lower it, or raise the "
+            "limit (ulimit -n, or LimitNOFILE= in a systemd unit)",
+            target,
+            connections,
+        )
+
+
+async def _refuse(writer: asyncio.StreamWriter, code: str, text: str) -> None:
+    """Tell a refused client why, without reading anything it sent, and close."""
+    event: Event = Error(text=text, code=code).event()
+    with contextlib.suppress(TimeoutError, ConnectionError, OSError, RuntimeError):
+        await asyncio.wait_for(async_write_event(event, writer), _REFUSAL_GRACE)
+    writer.close()
 
 
 class RunningServer:
@@ -34,6 +71,7 @@ class RunningServer:
     def __init__(self, settings: ServerSettings, factory: HandlerFactory) -> None:
         self.settings = settings
         self._factory = factory
+        self.admission = Admission(settings.admission)
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stdio_task: asyncio.Task[None] | None = None
@@ -42,19 +80,31 @@ class RunningServer:
         self.port: int | None = None
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = self._factory(reader, writer, self.settings.limits)
+        address = peer_address(writer.get_extra_info("peername"))
+        if not self.admission.allowed(address):
+            writer.transport.abort()  # not a word to a stranger: closed at once
+            return
+        refusal = self.admission.admit(address)
+        if refusal is not None:
+            await _refuse(writer, refusal.code, refusal.text)
+            return
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         try:
+            handler = self._factory(reader, writer, self.settings.limits)
+            handler.budget = self.admission.budget
+            if task is not None:
+                self._tasks.add(task)
             await handler.run()
         finally:
+            self.admission.leave(address)
             if task is not None:
                 self._tasks.discard(task)
 
     async def start(self) -> None:
         parsed = urlparse(self.settings.uri)
         limit = self.settings.limits.max_line_bytes
+        if parsed.scheme in ("tcp", "unix"):
+            _ensure_fd_room(self.settings.admission.max_connections)
         if parsed.scheme == "tcp":
             if parsed.hostname is None or parsed.port is None:
                 raise ValueError(f"tcp:// URI needs a host and a port: {self.settings.uri}")

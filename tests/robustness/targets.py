@@ -21,6 +21,9 @@ from wyoming_core.client import converse, synthesize, transcribe
 
 # Short: the idle case waits for it, and every half-open case ends with it.
 IDLE_TIMEOUT = 2.0
+# The load cases run 50 clients at once, all from 127.0.0.1: above the default per-address cap
+# (16), which tests/robustness/test_exposure.py checks.
+PER_ADDRESS = ("--max-connections-per-address", "64")
 
 RawEvent = tuple[str, dict[str, Any] | None, bytes]
 
@@ -112,6 +115,7 @@ def stt_process(data_dir: Path, *extra: str) -> ServiceProcess:
         "en",
         "--idle-timeout",
         str(IDLE_TIMEOUT),
+        *PER_ADDRESS,
         *extra,
     )
 
@@ -162,7 +166,7 @@ async def tts_work(uri: str) -> None:
 
 async def start_tts(data_dir: Path) -> Target:
     service = ServiceProcess(
-        "wyoming_tts", "--data-dir", str(data_dir), "--idle-timeout", str(IDLE_TIMEOUT)
+        "wyoming_tts", "--data-dir", str(data_dir), "--idle-timeout", str(IDLE_TIMEOUT), *PER_ADDRESS
     ).start()
     service.wait_listening()
     await service.wait_ready(marker="Voice en_US-joe-medium is ready")
@@ -202,6 +206,7 @@ async def start_llm(data_dir: Path) -> Target:
         str(data_dir),
         "--idle-timeout",
         str(IDLE_TIMEOUT),
+        *PER_ADDRESS,
     ).start()
     try:
         service.wait_listening()
@@ -270,6 +275,7 @@ async def start_satellite(data_dir: Path) -> Target:
         "--no-sounds",
         "--idle-timeout",
         str(IDLE_TIMEOUT),
+        *PER_ADDRESS,
     ).start()
     service.wait_listening(timeout=120)
     await service.wait_ready(marker="is ready")

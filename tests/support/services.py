@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,8 @@ class ServiceProcess:
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(tempfile.mkstemp(prefix=f"{module}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
+        # Run in the child before the service starts (e.g. to lower its open-file limit).
+        self.preexec: Callable[[], None] | None = None
 
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
@@ -41,6 +44,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env=self.env,
+            preexec_fn=self.preexec,
         )
         return self
 
