@@ -13,6 +13,10 @@ line with one JSON line on stdout: `{"id": N, "ok": true, "result": {...}}` or
 Commands (`op`): add_entry, stt, tts, tts_stream, converse, set_pipeline, pipeline,
 satellite_watch, satellite_result, states, stop. They call the same APIs HA's own websocket
 commands and the wyoming integration call, so what passes here passes in a real HA.
+
+The home-control ops: home_setup (template lights and a switch over helpers, in areas,
+exposed to Assist; the `mcp_server` integration through its config flow; a user with a
+long-lived access token), entity_state, call_service, wait_state.
 """
 
 from __future__ import annotations
@@ -28,19 +32,26 @@ import time
 import traceback
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from homeassistant import bootstrap, loader
+from homeassistant.auth.const import GROUP_ID_ADMIN
+from homeassistant.auth.models import TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN
 from homeassistant.components import assist_pipeline, conversation, stt, tts
 from homeassistant.components.assist_pipeline.pipeline import async_update_pipeline
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.components.tts.helper import get_engine_instance
 from homeassistant.config_entries import ConfigEntries
+from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.const import __version__ as HA_VERSION
-from homeassistant.core import Context, Event, HomeAssistant
+from homeassistant.core import Context, Event, HomeAssistant, State, callback
 from homeassistant.core_config import async_process_ha_core_config
+from homeassistant.helpers import area_registry as ar
 from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
+from homeassistant.util import slugify
 
 _LOGGER = logging.getLogger("ha_driver")
 
@@ -90,12 +101,58 @@ def _wav_pcm(data: bytes) -> tuple[int, int, int, bytes]:
     return rate, width, channels, pcm
 
 
+# The home of the home-control tests: (name, area, dimmable). Lights are template lights
+# over an input_boolean (on/off) and, if dimmable, an input_number (brightness 0-255).
+HOME_LIGHTS = (
+    ("Kitchen Lights", "Kitchen", True),
+    ("Bedroom Lamp", "Bedroom", False),
+    ("Living Room Lights", "Living Room", True),
+)
+HOME_SWITCHES = (("Coffee Maker", "Kitchen"),)
+# Extra lights for prompt-size measurements: plausible names, in plausible areas.
+EXTRA_AREAS = (
+    "Hallway",
+    "Office",
+    "Dining Room",
+    "Garage",
+    "Bathroom",
+    "Guest Room",
+    "Porch",
+    "Basement",
+    "Laundry Room",
+    "Nursery",
+)
+EXTRA_FIXTURES = ("Ceiling Light", "Lamp", "Spotlights", "Light Strip", "Wall Sconce")
+
+
+def _extra_lights(count: int) -> list[tuple[str, str, bool]]:
+    names = [(f"{area} {fixture}", area) for fixture in EXTRA_FIXTURES for area in EXTRA_AREAS]
+    out = []
+    for i in range(count):
+        name, area = names[i % len(names)]
+        out.append((name if i < len(names) else f"{name} {i // len(names) + 1}", area, False))
+    return out
+
+
+def _state_json(state: State | None) -> dict[str, Any]:
+    if state is None:
+        return {"state": None, "name": None, "attributes": {}}
+    return {
+        "state": state.state,
+        "name": state.name,
+        "attributes": dict(state.attributes),
+        "last_changed": state.last_changed.isoformat(),
+    }
+
+
 class Driver:
-    def __init__(self, hass: HomeAssistant, out_dir: Path) -> None:
+    def __init__(self, hass: HomeAssistant, out_dir: Path, http_port: int) -> None:
         self.hass = hass
         self.out_dir = out_dir
+        self.http_port = http_port
         self.satellite_states: list[tuple[float, str]] = []
         self._n = 0
+        self._home: dict[str, Any] | None = None
 
     def _out_path(self, suffix: str) -> Path:
         self._n += 1
@@ -337,8 +394,245 @@ class Driver:
                 return {"states": seen, "complete": False}
             await asyncio.sleep(0.2)
 
+    async def op_home_setup(self, extra_lights: int = 0) -> dict[str, Any]:
+        """A small home controlled through Assist, set up as a user would in the UI: helpers,
+        template lights and a switch over them, areas, entities exposed to Assist, the MCP
+        server integration, and a user with a long-lived access token."""
+        if self._home is not None:
+            if self._home["extra_lights"] != extra_lights:
+                raise ValueError("home_setup already ran with other extra_lights")
+            return self._home
+        started = time.monotonic()
+        hass = self.hass
+        lights = list(HOME_LIGHTS) + _extra_lights(extra_lights)
+        booleans: dict[str, Any] = {}
+        numbers: dict[str, Any] = {}
+        template_lights: list[dict[str, Any]] = []
+        template_switches: list[dict[str, Any]] = []
+        planned: list[dict[str, Any]] = []  # (what we made, before HA names the entity ids)
 
-async def _boot(config_dir: Path, ffmpeg_bin: str | None) -> HomeAssistant:
+        def power(slug: str, name: str) -> str:
+            booleans[f"{slug}_power"] = {"name": f"{name} power"}
+            return f"input_boolean.{slug}_power"
+
+        for name, area, dimmable in lights:
+            slug = slugify(name)
+            on_off = power(slug, name)
+            light: dict[str, Any] = {
+                "name": name,
+                "unique_id": f"home_{slug}",
+                "state": f"{{{{ is_state('{on_off}', 'on') }}}}",
+                "turn_on": [{"action": "input_boolean.turn_on", "target": {"entity_id": on_off}}],
+                "turn_off": [{"action": "input_boolean.turn_off", "target": {"entity_id": on_off}}],
+            }
+            level = None
+            if dimmable:
+                level = f"input_number.{slug}_level"
+                numbers[f"{slug}_level"] = {
+                    "name": f"{name} level",
+                    "min": 0,
+                    "max": 255,
+                    "step": 1,
+                    "initial": 255,
+                }
+                light["level"] = f"{{{{ states('{level}') | int(0) }}}}"
+                light["set_level"] = [
+                    {
+                        "action": "input_number.set_value",
+                        "target": {"entity_id": level},
+                        "data": {"value": "{{ brightness }}"},
+                    },
+                    {"action": "input_boolean.turn_on", "target": {"entity_id": on_off}},
+                ]
+            template_lights.append(light)
+            planned.append(
+                {
+                    "domain": "light",
+                    "unique_id": light["unique_id"],
+                    "name": name,
+                    "area": area,
+                    "power": on_off,
+                    "level": level,
+                    "dimmable": dimmable,
+                }
+            )
+        for name, area in HOME_SWITCHES:
+            slug = slugify(name)
+            on_off = power(slug, name)
+            template_switches.append(
+                {
+                    "name": name,
+                    "unique_id": f"home_{slug}",
+                    "state": f"{{{{ is_state('{on_off}', 'on') }}}}",
+                    "turn_on": [{"action": "input_boolean.turn_on", "target": {"entity_id": on_off}}],
+                    "turn_off": [{"action": "input_boolean.turn_off", "target": {"entity_id": on_off}}],
+                }
+            )
+            planned.append(
+                {
+                    "domain": "switch",
+                    "unique_id": f"home_{slug}",
+                    "name": name,
+                    "area": area,
+                    "power": on_off,
+                    "level": None,
+                    "dimmable": False,
+                }
+            )
+
+        for domain, config in (
+            ("intent", {}),
+            ("input_boolean", {"input_boolean": booleans}),
+            ("input_number", {"input_number": numbers}),
+            ("template", {"template": [{"light": template_lights, "switch": template_switches}]}),
+        ):
+            if not await async_setup_component(hass, domain, config):
+                raise RuntimeError(f"integration {domain} failed to set up (see log)")
+        await hass.async_block_till_done()
+
+        entities = er.async_get(hass)
+        areas = ar.async_get(hass)
+        home: list[dict[str, Any]] = []
+        for item in planned:
+            entity_id = entities.async_get_entity_id(item["domain"], "template", item["unique_id"])
+            if entity_id is None:
+                raise RuntimeError(f"template {item['domain']} {item['name']!r} was not created (see log)")
+            area = areas.async_get_or_create(item["area"])
+            entities.async_update_entity(entity_id, area_id=area.id)
+            # Exposed as a user ticks "Expose" in Settings > Voice assistants; the helpers
+            # behind them are not (an assistant should see one "Kitchen Lights", not three).
+            async_expose_entity(hass, conversation.DOMAIN, entity_id, True)
+            for helper in (item["power"], item["level"]):
+                if helper:
+                    async_expose_entity(hass, conversation.DOMAIN, helper, False)
+            home.append(
+                {
+                    "entity_id": entity_id,
+                    "domain": item["domain"],
+                    "name": item["name"],
+                    "area": item["area"],
+                    "area_id": area.id,
+                    "dimmable": item["dimmable"],
+                    "power_entity_id": item["power"],
+                    "level_entity_id": item["level"],
+                }
+            )
+
+        mcp = await self._mcp_server_entry()
+        token = await self._long_lived_token()
+        url = f"http://127.0.0.1:{self.http_port}"
+        self._home = {
+            "version": HA_VERSION,
+            "url": url,
+            # Streamable HTTP: not in 2025.4.4, whose mcp_server serves only the SSE transport.
+            "mcp_url": f"{url}{mcp['streamable_path']}" if mcp["streamable_path"] else None,
+            "mcp_sse_url": f"{url}{mcp['sse_path']}",
+            "mcp_entry": mcp["entry"],
+            "token": token,
+            "entities": home,
+            "extra_lights": extra_lights,
+            "seconds": time.monotonic() - started,
+        }
+        return self._home
+
+    async def _mcp_server_entry(self) -> dict[str, Any]:
+        """The "Model Context Protocol Server" integration added in the UI, with the form's
+        default LLM API (Assist): a single id on 2025.4.4, a list since the multi-select."""
+        from homeassistant.components.mcp_server import http as mcp_http
+
+        flow = self.hass.config_entries.flow
+        result = await flow.async_init("mcp_server", context={"source": "user"})
+        if _v(result["type"]) != "form":
+            raise RuntimeError(f"mcp_server config flow: {result}")
+        defaults = {
+            str(key): key.default()
+            for key in result["data_schema"].schema
+            if callable(getattr(key, "default", None))
+        }
+        user_input = {"llm_hass_api": defaults["llm_hass_api"]}
+        result = await flow.async_configure(result["flow_id"], user_input)
+        if _v(result["type"]) != "create_entry":
+            raise RuntimeError(f"mcp_server config flow: {result}")
+        await self.hass.async_block_till_done()
+        entry = result["result"]
+        return {
+            "entry": {
+                "title": entry.title,
+                "entry_id": entry.entry_id,
+                "state": _v(entry.state),
+                "data": dict(entry.data),
+            },
+            "streamable_path": getattr(mcp_http, "STREAMABLE_API", None),
+            "sse_path": mcp_http.SSE_API,
+        }
+
+    async def _long_lived_token(self) -> str:
+        """Profile > Security > Long-lived access tokens > Create token, for a new admin."""
+        auth = self.hass.auth
+        user = await auth.async_create_user("Voice assistant", group_ids=[GROUP_ID_ADMIN])
+        refresh_token = await auth.async_create_refresh_token(
+            user,
+            client_name="wyoming-local-voice tests",
+            token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
+            access_token_expiration=timedelta(days=3650),
+        )
+        return auth.async_create_access_token(refresh_token)
+
+    async def op_entity_state(self, entity_id: str) -> dict[str, Any]:
+        """An entity's state and attributes now ({"state": null} if it does not exist)."""
+        return {"entity_id": entity_id, **_state_json(self.hass.states.get(entity_id))}
+
+    async def op_call_service(self, domain: str, service: str, data: dict[str, Any] | None = None) -> dict:
+        """Call a service and wait until it is done (as the UI's buttons do)."""
+        await self.hass.services.async_call(domain, service, data or {}, blocking=True, context=Context())
+        await self.hass.async_block_till_done()
+        return {}
+
+    async def op_wait_state(
+        self,
+        entity_id: str,
+        state: str,
+        wait_seconds: float = 30.0,
+        attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until an entity has `state` (and these attribute values); `reached` says
+        whether it did before the deadline, with the state it has then."""
+        want = attributes or {}
+
+        def matches(current: State | None) -> bool:
+            return (
+                current is not None
+                and current.state == state
+                and all(current.attributes.get(key) == value for key, value in want.items())
+            )
+
+        changed = asyncio.Event()
+
+        @callback
+        def on_change(event: Event) -> None:
+            if event.data.get("entity_id") == entity_id:
+                changed.set()
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        unsubscribe = self.hass.bus.async_listen(EVENT_STATE_CHANGED, on_change)
+        try:
+            while True:
+                changed.clear()
+                current = self.hass.states.get(entity_id)
+                remaining = deadline - loop.time()
+                if matches(current) or remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
+        return {"entity_id": entity_id, "reached": matches(current), **_state_json(current)}
+
+
+async def _boot(config_dir: Path, ffmpeg_bin: str | None, http_port: int) -> HomeAssistant:
     """Bring up HA's core and the voice integrations, as bootstrap does but without the
     default integrations (frontend, cloud, ...) a voice test does not need."""
     hass = HomeAssistant(str(config_dir))
@@ -363,7 +657,7 @@ async def _boot(config_dir: Path, ffmpeg_bin: str | None) -> HomeAssistant:
         },
     )
     config: dict[str, Any] = {
-        "http": {"server_host": ["127.0.0.1"], "server_port": _free_port()},
+        "http": {"server_host": ["127.0.0.1"], "server_port": http_port},
         "ffmpeg": {"ffmpeg_bin": ffmpeg_bin} if ffmpeg_bin else {},
     }
     for domain in (
@@ -416,14 +710,15 @@ async def _main(config_dir: Path) -> None:
     except ImportError:
         pass
     started = time.monotonic()
-    hass = await _boot(config_dir, ffmpeg_bin)
+    http_port = _free_port()
+    hass = await _boot(config_dir, ffmpeg_bin, http_port)
     out_dir = config_dir / "driver-out"
     out_dir.mkdir(exist_ok=True)
     _OUT.write(
         json.dumps({"ready": True, "version": HA_VERSION, "boot_seconds": time.monotonic() - started}) + "\n"
     )
     try:
-        await _serve(Driver(hass, out_dir))
+        await _serve(Driver(hass, out_dir, http_port))
     finally:
         await hass.async_stop()
 
