@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.ha.harness import HA_VERSIONS, HomeAssistant, ha_python, ha_ready
+from tests.ha.harness import HA_VERSIONS, Home, HomeAssistant, ha_python, ha_ready
 from tests.support.fake_ollama import FakeOllama
 from tests.support.services import ServiceProcess
 from tests.support.speech import piper_speech, silence
@@ -41,6 +41,15 @@ async def ha(request: pytest.FixtureRequest) -> AsyncIterator[HomeAssistant]:
         yield hass
     finally:
         await hass.stop()
+
+
+@pytest.fixture(scope="session")
+async def ha_home(ha: HomeAssistant) -> Home:
+    """The test home in each HA version (set up once): Kitchen Lights, Bedroom Lamp and
+    Living Room Lights (template lights, in those areas), the Coffee Maker switch (Kitchen),
+    exposed to Assist; the MCP server integration; a long-lived access token. States are
+    shared by the session: a test starts with `await ha_home.reset()` (all off)."""
+    return await Home.setup(ha)
 
 
 def speech_wav(path: Path, text: str, trailing_silence: float = 1.5) -> Path:
