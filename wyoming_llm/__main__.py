@@ -8,11 +8,13 @@ import logging
 from functools import partial
 
 from wyoming_core.cli import run_service
+from wyoming_core.ha import HomeLink
 from wyoming_core.server import RunningServer, serve
 
 from .backend import OllamaBackend
 from .conversation import Conversations
 from .handler import LlmHandler, build_info
+from .home import Home
 from .memory import History
 from .settings import LlmSettings, build_parser, settings_from_args
 
@@ -27,7 +29,11 @@ async def main(settings: LlmSettings) -> None:
     )
     await history.open()
     backend = OllamaBackend(settings)
-    conversations = Conversations(settings, backend, history)
+    link = HomeLink(settings.home) if settings.home is not None else None
+    if link is not None:
+        link.start()  # connects in the background; describe and talk work meanwhile
+    home = Home(link, settings.languages[0])
+    conversations = Conversations(settings, backend, history, home)
     # Checked and warmed in the background: describe is answered meanwhile.
     start_up = asyncio.create_task(backend.start_up())
 
@@ -35,6 +41,8 @@ async def main(settings: LlmSettings) -> None:
         _LOGGER.info(
             "wyoming-llm is ready: answering with %s via Ollama at %s", settings.model, settings.ollama_url
         )
+        if link is None:
+            _LOGGER.info("No Home Assistant connection (--ha-url): device commands get a polite refusal")
 
     try:
         await serve(
@@ -43,7 +51,7 @@ async def main(settings: LlmSettings) -> None:
                 LlmHandler,
                 settings=settings,
                 conversations=conversations,
-                info=partial(build_info, settings, backend),
+                info=partial(build_info, settings, backend, home),
             ),
             service_name="wyoming-llm",
             on_started=on_started,
@@ -53,6 +61,8 @@ async def main(settings: LlmSettings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await start_up
         await backend.close()
+        if link is not None:
+            await link.close()
         await history.close()
 
 

@@ -39,6 +39,14 @@ SERVER_ERROR = Failure("server-error", "The language model ran into a problem. P
 CUT = Failure("cut", "Sorry, I lost the connection to the language model.")
 
 
+@dataclass(frozen=True)
+class ToolRequest:
+    """The model asks for a tool to be run (Ollama's `message.tool_calls`)."""
+
+    name: str
+    arguments: Any
+
+
 class LlmError(Exception):
     def __init__(self, failure: Failure, cause: str, *, transient: bool = False) -> None:
         super().__init__(cause)
@@ -85,6 +93,10 @@ def classify(err: BaseException, url: str, model: str) -> LlmError:
     return LlmError(SERVER_ERROR, f"unexpected error talking to Ollama: {type(err).__name__}: {err}")
 
 
+def _refuses_tools(err: BaseException) -> bool:
+    return isinstance(err, ollama.ResponseError) and "does not support tools" in str(err.error)
+
+
 class OllamaBackend:
     """One shared client; each `chat()` call is an independent streamed request."""
 
@@ -95,6 +107,8 @@ class OllamaBackend:
         # None until the start-up check has run.
         self.reachable: bool | None = None
         self.model_installed: bool | None = None
+        # Whether the model can call tools (Ollama's /api/show capabilities); None: unknown yet.
+        self.supports_tools: bool | None = None
         self._client = ollama.AsyncClient(host=self.url, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT))
         self._options: dict[str, Any] = {}
         if settings.temperature is not None:
@@ -131,8 +145,28 @@ class OllamaBackend:
             )
             return
         _LOGGER.info("Ollama at %s is reachable and has the model %s", self.url, self.model)
+        await self.check_tools()
         if self.settings.warm_up:
             await self.warm_up()
+
+    async def check_tools(self) -> None:
+        """Ask Ollama once whether the model can call tools; say so once if it cannot."""
+        try:
+            shown = await asyncio.wait_for(self._client.show(self.model), PROBE_TIMEOUT)
+        except Exception as err:  # unknown: tools are offered, and a refusal is handled per request
+            _LOGGER.debug("Could not read the model's capabilities: %s", err)
+            return
+        capabilities = getattr(shown, "capabilities", None)
+        if capabilities is None:
+            return
+        self.supports_tools = "tools" in capabilities
+        if not self.supports_tools:
+            _LOGGER.warning(
+                "The model %s cannot use tools: it answers without controlling the home "
+                "(the commands the local sentences cover still work). Pick a model with tool "
+                "support, e.g. qwen2.5 or llama3.2",
+                self.model,
+            )
 
     async def warm_up(self) -> None:
         """Load the model now (an empty prompt only loads it) so the first question does not wait."""
@@ -145,8 +179,10 @@ class OllamaBackend:
             return
         _LOGGER.info("The model %s is loaded and warm (%.1f s)", self.model, time.monotonic() - started)
 
-    async def chat(self, messages: list[dict[str, Any]]) -> AsyncGenerator[str, None]:
-        """Yield the answer's text pieces; raise LlmError.
+    async def chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> AsyncGenerator[str | ToolRequest, None]:
+        """Yield the answer's text pieces and the tools it asks for; raise LlmError.
 
         Transient failures before the first piece are retried with backoff for
         `retry_seconds`, and never past the first-token deadline. After the first
@@ -162,11 +198,17 @@ class OllamaBackend:
             attempt += 1
             produced = False
             try:
-                async for piece in self._attempt(messages, first_deadline):
+                async for piece in self._attempt(messages, first_deadline, tools):
                     produced = self.reachable = True
                     yield piece
                 return
             except Exception as err:  # classified below, never swallowed
+                if tools and not produced and _refuses_tools(err):
+                    # Ollama says 400 for tools on a model without tool support: answer without.
+                    self.supports_tools = False
+                    _LOGGER.warning("The model %s cannot use tools: answering without them", self.model)
+                    tools = None
+                    continue
                 failure = classify(err, self.url, self.model)
                 if failure.failure is UNREACHABLE:
                     self.reachable = False
@@ -179,10 +221,13 @@ class OllamaBackend:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _attempt(self, messages: list[dict[str, Any]], first_deadline: float) -> AsyncIterator[str]:
+    async def _attempt(
+        self, messages: list[dict[str, Any]], first_deadline: float, tools: list[dict[str, Any]] | None
+    ) -> AsyncIterator[str | ToolRequest]:
         stream = await self._client.chat(
             model=self.model,
             messages=messages,
+            tools=tools or None,
             stream=True,
             options=self._options or None,
             keep_alive=self._keep_alive,
@@ -209,6 +254,9 @@ class OllamaBackend:
                 if content:
                     first = False
                     yield content
+                for call in (part.message.tool_calls if part.message else None) or []:
+                    first = False
+                    yield ToolRequest(call.function.name, call.function.arguments)
                 # After `done` the loop reads on to the end of the body, so the connection is reused.
         finally:
             # Closes the HTTP response: Ollama stops generating for a client that left.

@@ -9,9 +9,11 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from . import local
-from .backend import TIMEOUT, LlmError, OllamaBackend
+from . import local, replies
+from .backend import TIMEOUT, LlmError, OllamaBackend, ToolRequest
+from .home import Home, claims_action
 from .memory import History
 from .prompt import system_message
 from .settings import LlmSettings
@@ -20,6 +22,9 @@ from .speech import SentenceStream
 _LOGGER = logging.getLogger(__name__)
 
 SentenceSink = Callable[[str], Awaitable[None]]
+
+# At most this many tool calls in one turn (the answer's time budget bounds it too).
+MAX_TOOL_CALLS = 5
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,13 @@ class Conversations:
         settings: LlmSettings,
         backend: OllamaBackend,
         history: History,
+        home: Home,
         now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.history = history
+        self.home = home
         self._now = now
         # Turns of one conversation run one after the other, so its memory stays in order.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -71,6 +78,11 @@ class Conversations:
                 _LOGGER.info("Conversation %s reset on request", key)
                 await say(local.RESET_REPLY)
                 return Outcome(True, local.RESET_REPLY)
+            done = await self.home.handle_locally(text, language)
+            if done is not None:
+                # A command the local sentences cover: no model needed, and nothing to remember.
+                await say(done.text)
+                return Outcome(done.handled, done.text, done.reason)
             if self.backend.reachable is False:
                 # Ollama was down at the last try: the time and date need not wait for retries.
                 answer = local.clock_answer(text, self._now())
@@ -81,38 +93,69 @@ class Conversations:
 
     async def _ask_model(self, text: str, language: str | None, key: str, say: SentenceSink) -> Outcome:
         now = self._now()
+        tools = self.home.ollama_tools() if self.backend.supports_tools is not False else []
         messages = [
-            system_message(self.settings.system_prompt, now, language),
+            system_message(self.settings.system_prompt, now, language, home=self._home_state(tools)),
             *await self.history.messages(key),
             {"role": "user", "content": text},
         ]
         sentences = SentenceStream()
+        turn = _Turn(self.home, say, guarded=await self.home.looks_like_action(text, language))
         try:
             async with asyncio.timeout(self.settings.answer_timeout):
-                async with contextlib.aclosing(self.backend.chat(messages)) as pieces:
-                    async for piece in pieces:
-                        for sentence in sentences.feed(piece):
-                            await say(sentence)
+                for _round in range(MAX_TOOL_CALLS + 1):
+                    requests: list[ToolRequest] = []
+                    async with contextlib.aclosing(self.backend.chat(messages, tools)) as pieces:
+                        async for piece in pieces:
+                            if isinstance(piece, ToolRequest):
+                                requests.append(piece)
+                                continue
+                            for sentence in sentences.feed(piece):
+                                await turn.say(sentence)
+                    if not requests:
+                        break
+                    if turn.calls >= MAX_TOOL_CALLS:
+                        _LOGGER.warning(
+                            "The model asked for more than %d tool calls; stopped", MAX_TOOL_CALLS
+                        )
+                        await turn.say(replies.TOO_MANY_CALLS)
+                        break
+                    messages += await turn.run(requests, MAX_TOOL_CALLS)
                 for sentence in sentences.flush():
-                    await say(sentence)
+                    await turn.say(sentence)
         except TimeoutError:
             limit = self.settings.answer_timeout
             err = LlmError(TIMEOUT, f"the answer took longer than {limit:g} s")
-            return await self._failed(err, text, now, sentences, say)
+            return await self._failed(err, text, language, now, sentences, say)
         except LlmError as err:
-            return await self._failed(err, text, now, sentences, say)
+            return await self._failed(err, text, language, now, sentences, say)
 
-        answer = sentences.text
+        answer = turn.text
         if not answer:
             _LOGGER.warning("The model's answer had nothing speakable in it (conversation %s)", key)
             return Outcome(False, local.NO_ANSWER_REPLY, "nothing-speakable")
+        if turn.refused:
+            return Outcome(False, answer, "unbacked-claim")
         await self.history.add(key, text, answer)
         return Outcome(True, answer)
 
+    def _home_state(self, tools: list[dict[str, Any]]) -> str:
+        if tools:
+            return "tools"
+        if self.home.link is None:
+            return "none"
+        return "disconnected" if not self.home.connected else "no-tools"
+
     async def _failed(
-        self, err: LlmError, text: str, now: datetime, sentences: SentenceStream, say: SentenceSink
+        self,
+        err: LlmError,
+        text: str,
+        language: str | None,
+        now: datetime,
+        sentences: SentenceStream,
+        say: SentenceSink,
     ) -> Outcome:
-        _LOGGER.warning("Could not answer %r: %s", text[:60], err.cause)
+        _LOGGER.warning("Could not answer: %s", err.cause)
         if not sentences.sentences:
             # Nothing said yet: the time and the date need no model.
             fallback = local.clock_answer(text, now)
@@ -120,4 +163,53 @@ class Conversations:
                 _LOGGER.info("Answered the time/date locally instead")
                 await say(fallback)
                 return Outcome(True, fallback)
+            # A device command the local sentences did not know: say which name was unknown.
+            unknown = await self.home.unknown_device_reply(text, language)
+            if unknown is not None and self.home.link is not None:
+                await say(unknown)
+                return Outcome(False, unknown, "unknown-device")
         return Outcome(False, err.failure.spoken, err.failure.code)
+
+
+class _Turn:
+    """One answer's sentences and tool calls: a sentence that claims a device action is only
+    spoken when an action really succeeded in this turn."""
+
+    def __init__(self, home: Home, sink: SentenceSink, *, guarded: bool) -> None:
+        self.home = home
+        self.sink = sink
+        # The user asked for a device action: the model's claims are checked.
+        self.guarded = guarded
+        self.calls = 0
+        self.acted = False
+        self.refused = False
+        self.spoken: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.spoken)
+
+    async def say(self, sentence: str) -> None:
+        if self.refused:
+            return
+        if self.guarded and not self.acted and claims_action(sentence):
+            _LOGGER.warning("The model claimed an action that was not carried out; said so instead")
+            self.refused = True
+            sentence = replies.NOT_CONNECTED if self.home.link is None else replies.NOTHING_DONE
+        self.spoken.append(sentence)
+        await self.sink(sentence)
+
+    async def run(self, requests: list[ToolRequest], limit: int) -> list[dict[str, Any]]:
+        """Run the calls (up to `limit` in the turn); the messages that give the model the results."""
+        calls = [{"function": {"name": r.name, "arguments": r.arguments}} for r in requests]
+        messages: list[dict[str, Any]] = [{"role": "assistant", "content": "", "tool_calls": calls}]
+        for request in requests:
+            if self.calls >= limit:
+                content = "Error: too many tool calls in one answer; this one was not run."
+            else:
+                self.calls += 1
+                outcome = await self.home.run_tool(request.name, request.arguments)
+                self.acted = self.acted or outcome.acted
+                content = outcome.content
+            messages.append({"role": "tool", "content": content, "tool_name": request.name})
+        return messages

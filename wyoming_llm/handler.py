@@ -22,6 +22,7 @@ from wyoming_core.protocol import Limits
 from . import __version__
 from .backend import OllamaBackend
 from .conversation import Conversations, Outcome
+from .home import Home
 from .settings import LlmSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ SORRY = "Sorry, something went wrong. Please try again."
 CONVERSATION_KEYS = ("conversation_id", "satellite_id", "device_id")
 
 
-def build_info(settings: LlmSettings, backend: OllamaBackend) -> Info:
-    """Cheap and never waits: uses what the start-up check found, if it has finished."""
+def build_info(settings: LlmSettings, backend: OllamaBackend, home: Home) -> Info:
+    """Cheap and never waits: uses what the start-up check found, if it has finished.
+
+    `supports_home_control` (wyoming >= 1.10) tells Home Assistant 2026.5+ that this agent
+    acts on the home: true while the connection to Home Assistant is up."""
     return Info(
         handle=[
             HandleProgram(
@@ -53,6 +57,7 @@ def build_info(settings: LlmSettings, backend: OllamaBackend) -> Info:
                     )
                 ],
                 supports_handled_streaming=True,
+                supports_home_control=home.connected,
             )
         ]
     )

@@ -43,11 +43,35 @@ def language_name(code: str) -> str:
     return _LANGUAGE_NAMES.get(base, code)
 
 
-def system_message(prompt: str, now: datetime, language: str | None) -> dict[str, Any]:
-    """Built per request: the model has no clock, and the user's language can change per turn."""
+# What the model is told about the home, by the state of the connection. Short on purpose: the
+# tools describe themselves, and entity states come from GetLiveContext only when needed.
+HOME_LINES = {
+    "tools": (
+        "You can control and check the user's home with the tools. To know what is on or where "
+        "a device is, call GetLiveContext. Only say an action was done if a tool result says it "
+        "succeeded; if it failed, say so."
+    ),
+    "none": (
+        "You cannot control or check any device in the home. If asked to, say that you are not "
+        "connected to Home Assistant, and never pretend that something was done."
+    ),
+    "disconnected": (
+        "Home Assistant cannot be reached right now: you cannot control or check devices. If "
+        "asked to, say so, and never pretend that something was done."
+    ),
+    "no-tools": (
+        "You cannot control devices yourself. If asked to, say that you can't do that, and never "
+        "pretend that something was done."
+    ),
+}
+
+
+def system_message(prompt: str, now: datetime, language: str | None, home: str = "none") -> dict[str, Any]:
+    """Built per request: the model has no clock, the user's language can change per turn, and
+    the home connection can come and go."""
     moment = now.strftime("%A, %d %B %Y, %H:%M")
     zone = now.strftime("%Z") or now.strftime("%z")
-    lines = [prompt, "", f"The current date and time is {moment} ({zone})."]
+    lines = [prompt, "", f"The current date and time is {moment} ({zone}).", HOME_LINES[home]]
     if language:
         lines.append(f"The user speaks {language_name(language)}; answer in {language_name(language)}.")
     return {"role": "system", "content": "\n".join(lines)}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wyoming_core.cli import EnvArgs, server_settings
+from wyoming_core.ha import HomeSettings, add_home_args, home_settings
 from wyoming_core.models import default_data_dir
 from wyoming_core.server import ServerSettings
 
@@ -37,6 +38,8 @@ class LlmSettings:
     data_dir: Path
     warm_up: bool
     debug: bool
+    # Home Assistant (MCP server) to act on the home through; None: talk only.
+    home: HomeSettings | None = None
 
 
 def build_parser() -> EnvArgs:
@@ -78,6 +81,7 @@ def build_parser() -> EnvArgs:
     args.add("--max-transcript-chars", type=int, default=2000, help="Longer transcripts are cut to this")
     args.add("--data-dir", default=None, help="Where the conversation history is kept")
     args.add("--no-warm-up", action="store_true", help="Do not load the model at start-up")
+    add_home_args(args, "to control the home")
     return args
 
 
@@ -125,4 +129,5 @@ def settings_from_args(ns: argparse.Namespace) -> LlmSettings:
         data_dir=Path(ns.data_dir) if ns.data_dir else default_data_dir("llm"),
         warm_up=not ns.no_warm_up,
         debug=ns.debug,
+        home=home_settings(ns),
     )

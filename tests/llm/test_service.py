@@ -118,9 +118,8 @@ async def test_describe_is_immediate_while_the_model_loads(
         service_factory.append(proc)
         await ready(proc)
         await slow.wait_for(lambda f: any(r.path == "/api/generate" for r in f.requests))
-        started = time.monotonic()
-        info = await describe(proc.uri, timeout=1.0)
-        assert time.monotonic() - started < 1.0
+        # The load takes 30 s: an answer within a generous deadline came while it was loading.
+        info = await describe(proc.uri, timeout=10.0)
         assert "loaded and warm" not in proc.log()
     program = info.handle[0]
     assert program.installed and program.attribution.name and program.version
@@ -137,11 +136,11 @@ async def test_describe_is_answered_while_an_answer_is_pending(
     async with Connection(service.uri, timeout=10) as conn:
         await conn.send(Transcript(text="Think hard.", context={"conversation_id": "describe"}))
         await fake.wait_for(lambda f: bool(f.chats))
-        started = time.monotonic()
+        # The model never answers ("hang"): an info at all (within the connection's 10 s) shows
+        # describe is not queued behind the pending answer.
         await conn.send(Describe())
         while not Info.is_type((event := await conn.receive()).type):
             assert not (Handled.is_type(event.type) or NotHandled.is_type(event.type))
-        assert time.monotonic() - started < 1.0
 
 
 # -- streaming --------------------------------------------------------------------------------------
@@ -286,13 +285,16 @@ async def test_memory_survives_a_restart(
 async def test_idle_conversations_expire(
     fake: FakeOllama, service_factory: list[ServiceProcess], tmp_path: Path
 ) -> None:
-    proc = start_llm(fake.url, tmp_path, "--history-idle-minutes", "0.05")  # 3 s
+    idle = 12.0  # room for a slow second turn on a busy machine
+    proc = start_llm(fake.url, tmp_path, "--history-idle-minutes", str(idle / 60))
     service_factory.append(proc)
     await ready(proc)
     await converse(proc.uri, "Remember this.", "idle")
     await converse(proc.uri, "Still there?", "idle")
+    last_turn_done = time.monotonic()  # the service stored the turn before answering it
     assert fake.chats[-1].user_texts == ["Remember this.", "Still there?"]
-    await asyncio.sleep(3.5)
+    # Idle from the last turn on, whatever the time the turns took.
+    await asyncio.sleep(last_turn_done + idle + 0.5 - time.monotonic())
     await converse(proc.uri, "And now?", "idle")
     assert fake.chats[-1].user_texts == ["And now?"]
 
@@ -461,8 +463,7 @@ async def test_missing_model_is_reported_at_start_up(
         proc = start_llm(other.url, tmp_path)
         service_factory.append(proc)
         await ready(proc)
-        await asyncio.sleep(0.5)
-        assert "the model llama3.2 is not pulled" in proc.log()
+        await proc.wait_ready(timeout=60, marker="the model llama3.2 is not pulled")
         info = await describe(proc.uri)
         assert not info.handle[0].models[0].installed
 
@@ -484,12 +485,12 @@ async def test_home_assistant_style_client(service: ServiceProcess) -> None:
         "satellite_id": "assist_1",
     }
     async with AsyncTcpClient("127.0.0.1", service.port) as client:
-        await client.write_event(Transcript("Turn on the lights.", context=context, language="en").event())
+        await client.write_event(Transcript("What is a lumen?", context=context, language="en").event())
         while True:
             event = await client.read_event()
             assert event is not None
             if Handled.is_type(event.type):
-                assert Handled.from_event(event).text == "You said: Turn on the lights."
+                assert Handled.from_event(event).text == "You said: What is a lumen?"
                 break
             assert not NotHandled.is_type(event.type)
 

@@ -25,8 +25,10 @@ or as a process (what `tests/support/services.ServiceProcess` starts)::
     python -m tests.support.fake_ollama --port 11434 --reply "Hi." --tokens-per-second 20
 
 Knobs (plain attributes, change them at any time): `reply` (text or a function
-of the messages), `tokens_per_second`, `first_token_delay`, `load_delay`,
-`models`, `mode` (see `MODES`), `cut_after`, `fail_first`/`fail_status`.
+of the messages returning text or a list of `ToolCall`s, streamed as Ollama streams
+`message.tool_calls`), `capabilities` (what `/api/show` says the model can do),
+`tokens_per_second`, `first_token_delay`, `load_delay`, `models`, `mode` (see
+`MODES`), `cut_after`, `fail_first`/`fail_status`.
 Every request is recorded in `requests` (`chats` for `/api/chat`), with whether
 it completed or the client disconnected before the end.
 """
@@ -47,7 +49,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-Reply = str | Callable[[list[dict[str, Any]]], str]
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the fake model makes instead of answering (Ollama streams it as one message)."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+# A reply function may answer with text, or with tool calls: the client runs them and asks again
+# with the results in `role: tool` messages, as with a real model.
+ReplyValue = str | list[ToolCall]
+Reply = str | Callable[[list[dict[str, Any]]], ReplyValue]
 
 # ok: answer normally. error: 500 with an Ollama error body. busy: 503 "server busy".
 # cut: stream `cut_after` tokens, then drop the connection without ending the response.
@@ -73,6 +87,14 @@ _REASONS[503] = "Service Unavailable"
 def tokenize(text: str) -> list[str]:
     """Split like a model's tokenizer roughly does: words with their leading space, punctuation apart."""
     return _TOKEN.findall(text) or ([text] if text else [])
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """A rough count of the prompt's tokens: messages and tool definitions, as a model reads them."""
+    text = "".join(str(m.get("content", "")) for m in body.get("messages") or [])
+    text += json.dumps(body.get("tools") or [], separators=(",", ":")) if body.get("tools") else ""
+    # About four characters a token for English and JSON (what llama/qwen tokenizers average).
+    return max(1, len(text) // 4)
 
 
 def echo_reply(messages: list[dict[str, Any]]) -> str:
@@ -108,10 +130,17 @@ class FakeRequest:
     completed: bool = False
     # The client closed the connection before the response was complete.
     disconnected: bool = False
+    # Tool calls the fake model made in its answer.
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
         return list(self.body.get("messages") or [])
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tools the client offered the model in this request."""
+        return list(self.body.get("tools") or [])
 
     @property
     def model(self) -> str | None:
@@ -199,8 +228,10 @@ class FakeOllama:
         fail_status: int = 503,
         host: str = "127.0.0.1",
         port: int = 0,
+        capabilities: tuple[str, ...] = ("completion", "tools"),
     ) -> None:
         self.reply = reply
+        self.capabilities = capabilities
         self.tokens_per_second = tokens_per_second
         self.first_token_delay = first_token_delay
         # Extra delay before the first answer for a model not loaded yet (warm-up removes it).
@@ -390,7 +421,7 @@ class FakeOllama:
             "template": "{{ .Prompt }}",
             "details": entry["details"],
             "model_info": {"general.architecture": "llama", "llama.context_length": 131072},
-            "capabilities": ["completion", "tools"],
+            "capabilities": list(self.capabilities),
             "modified_at": entry["modified_at"],
         }
         await self._send_json(peer, record, 200, body)
@@ -438,9 +469,13 @@ class FakeOllama:
                 record.disconnected = True
             return
 
-        reply = self.reply(messages) if callable(self.reply) else self.reply
+        answer = self.reply(messages) if callable(self.reply) else self.reply
         if not chat and prompt:
-            reply = self.reply([{"role": "user", "content": prompt}]) if callable(self.reply) else reply
+            answer = self.reply([{"role": "user", "content": prompt}]) if callable(self.reply) else answer
+        if isinstance(answer, list):
+            await self._tool_calls(peer, record, model, answer, load)
+            return
+        reply = answer
         tokens = tokenize(reply)
         if record.body.get("stream", True):
             await self._stream(peer, record, model, tokens, load, chat=chat)
@@ -452,6 +487,38 @@ class FakeOllama:
             body = self._final(model, len(tokens), record, load, chat)
             body.update(self._piece(model, reply, chat), done=True)
             await self._send_json(peer, record, 200, body)
+
+    async def _tool_calls(
+        self, peer: _Peer, record: FakeRequest, model: str, calls: list[ToolCall], load: float
+    ) -> None:
+        """Ollama's shape: one message with every call (empty content), then the final object."""
+        message = {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": f"call_{n}", "function": {"index": n, "name": c.name, "arguments": c.arguments}}
+                for n, c in enumerate(calls)
+            ],
+        }
+        record.tool_calls = list(calls)
+        if record.body.get("stream", True):
+            await self._send_head(
+                peer, 200, {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"}
+            )
+            if await self._wait_or_gone(peer, load + self.first_token_delay + self._interval()):
+                record.disconnected = True
+                return
+            piece = {"model": model, "created_at": _now(), "message": message, "done": False}
+            final = self._final(model, 1, record, load, True)
+            for obj in (piece, final):
+                data = json.dumps(obj).encode() + b"\n"
+                await peer.send(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            await peer.send(b"0\r\n\r\n")
+        else:
+            final = self._final(model, 1, record, load, True)
+            final["message"] = message
+            await self._send_json(peer, record, 200, final)
+        record.completed, record.finished_at = True, time.monotonic()
 
     async def _send_error_status(self, peer: _Peer, record: FakeRequest, status: int) -> None:
         text = {
@@ -481,7 +548,7 @@ class FakeOllama:
             done_reason="stop",
             total_duration=int(total * 1e9),
             load_duration=int(load * 1e9),
-            prompt_eval_count=sum(len(tokenize(str(m.get("content", "")))) for m in record.messages) or 1,
+            prompt_eval_count=prompt_tokens(record.body),
             prompt_eval_duration=int(0.001 * 1e9),
             eval_count=count,
             eval_duration=int(max(total - load, 0.0) * 1e9),
