@@ -17,6 +17,7 @@ from tests.satellite.fake_ha import FakeHa
 from tests.satellite.fake_services import tone_speech
 from tests.satellite.helpers import WAKE_REQUEST, SatelliteRun, barge_in_ms, mic_wav
 from tests.support.services import ServiceProcess, free_port
+from tests.support.waiting import until
 from wyoming_core.audio import AudioFormat
 from wyoming_core.client import transcribe
 
@@ -108,7 +109,7 @@ async def test_ha_connections_pause_timers_and_announcements(tmp_path: Path) -> 
     second: FakeHa | None = None
     try:
         await sat.wait_for("asked for audio")
-        await asyncio.sleep(0.5)
+        await until(lambda: watcher.info is not None)  # its describe is answered
         assert watcher.info is not None and watcher.info.satellite is not None
         assert watcher.info.satellite.name == "kitchen" and watcher.info.satellite.area == "Kitchen"
         assert [m.phrase for p in watcher.info.wake for m in p.models] == ["Hey Jarvis"]

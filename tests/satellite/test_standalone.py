@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.satellite.helpers import WAKE_REQUEST, SatelliteRun, barge_in_ms, mic_wav, sound_runs
 from tests.support.services import ServiceProcess
+from tests.support.waiting import until
 from tests.support.wer import wer
 from wyoming_core.audio import read_wav
 from wyoming_core.client import transcribe
@@ -30,15 +29,6 @@ def _start_fake(factory: list[ServiceProcess], kind: str, *args: str) -> Service
 
 def _services(stt: str, tts: str, handle: str) -> list[str]:
     return ["--stt-uri", stt, "--tts-uri", tts, "--handle-uri", handle]
-
-
-async def _until(condition: Callable[[], bool], timeout: float, explain: Callable[[], str]) -> None:
-    """Wait for `condition` (generous deadlines: the machine may be busy)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s:\n{explain()}")
-        await asyncio.sleep(0.1)
 
 
 async def test_wav_in_spoken_reply_out(
@@ -129,8 +119,8 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     ).start()
     log = await sat.wait_for("Barge-in by wake word 'hey_jarvis'", timeout=90)
     # The interrupted turn's requests were cancelled (their connections closed), not left to run.
-    await _until(lambda: "tts stream cancelled by the client" in tts.log(), 30, tts.log)
-    await _until(lambda: "handle answer cancelled by the client" in handle.log(), 30, handle.log)
+    await until(lambda: "tts stream cancelled by the client" in tts.log(), 30, tts.log)
+    await until(lambda: "handle answer cancelled by the client" in handle.log(), 30, handle.log)
     # Waited for, not read from the snapshot above: the state line comes after the cancellations.
     await sat.wait_for(re.escape("speaking the answer -> listening to the request (wake word 'hey_jarvis')"))
     # A generous bound (the 200 ms target is measured in bench/satellite.py): the stop came
@@ -138,7 +128,7 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     latencies = barge_in_ms(log)
     assert latencies and all(ms <= 1000 for ms in latencies), latencies
     # The new turn hears the user from the barge-in on: the handle service gets a second request.
-    await _until(lambda: len(re.findall("handle got", handle.log())) >= 2, 90, handle.log)
+    await until(lambda: len(re.findall("handle got", handle.log())) >= 2, 90, handle.log)
     second = re.findall(r"handle got '(.*)'", handle.log())[1]
     assert "time" in second.lower(), second
     await sat.stop()
