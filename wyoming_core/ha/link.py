@@ -108,17 +108,19 @@ def _result(raw: Any) -> ToolResult:
 
 
 @contextlib.asynccontextmanager
-async def _transport(settings: HomeSettings) -> AsyncIterator[tuple[Any, Any]]:
+async def _transport(settings: HomeSettings, sse: bool) -> AsyncIterator[tuple[Any, Any]]:
+    """Streamable HTTP (`/api/mcp`), or the SSE transport older Home Assistants serve
+    (2025.4: `/mcp_server/sse` only)."""
     headers = {"Authorization": f"Bearer {settings.token}"}
-    timeout = httpx.Timeout(30.0, connect=CONNECT_TIMEOUT)
-    try:
-        from mcp.client.streamable_http import streamable_http_client
-    except ImportError:  # mcp < 1.24 only has the older name
-        from mcp.client.streamable_http import streamablehttp_client
+    if sse:
+        from mcp.client.sse import sse_client
 
-        async with streamablehttp_client(settings.mcp_url, headers=headers, timeout=30.0) as (r, w, _):
+        async with sse_client(settings.sse_url, headers=headers, timeout=CONNECT_TIMEOUT) as (r, w):
             yield r, w
         return
+    from mcp.client.streamable_http import streamable_http_client
+
+    timeout = httpx.Timeout(30.0, connect=CONNECT_TIMEOUT)
     async with (
         httpx.AsyncClient(headers=headers, timeout=timeout) as client,
         streamable_http_client(settings.mcp_url, http_client=client, terminate_on_close=False) as (r, w, _),
@@ -149,6 +151,8 @@ class HomeLink:
         self._task: asyncio.Task[None] | None = None
         self._logged_kind: str | None = None
         self._was_up = False
+        # Found at the first connection: this HA only speaks the SSE transport.
+        self._sse = False
         self._entities: list[ExposedEntity] = []
         self._entities_at = -1e9
         self._entities_lock = asyncio.Lock()
@@ -203,15 +207,25 @@ class HomeLink:
             delay = min(delay * 2, MAX_BACKOFF)
 
     async def _session_once(self) -> None:
+        try:
+            await self._session_on(sse=self._sse)
+        except Exception as err:
+            if self._sse or self._was_up or classify(err, self.url).kind not in ("not-found", "failed"):
+                raise
+            # No /api/mcp (the client hears 404 as "session terminated"): an HA before 2025.5
+            # serves MCP over SSE only.
+            await self._session_on(sse=True)
+
+    async def _session_on(self, sse: bool) -> None:
         from mcp import ClientSession
 
-        async with _transport(self.settings) as (read, write), ClientSession(read, write) as session:
+        async with _transport(self.settings, sse) as (read, write), ClientSession(read, write) as session:
             await asyncio.wait_for(session.initialize(), self.call_timeout)
             await self._load_tools(session)
             self._session, self.error = session, None
             self._broken.clear()
             self._ready.set()
-            self._was_up = True
+            self._was_up, self._sse = True, sse
             _LOGGER.info("Connected to Home Assistant at %s (%d tools)", self.url, len(self.tools))
             self._logged_kind = None
             while True:

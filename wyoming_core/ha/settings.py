@@ -9,6 +9,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 MCP_PATH = "/api/mcp"
+SSE_PATH = "/mcp_server/sse"
 
 
 class _Adds(Protocol):
@@ -23,9 +24,17 @@ class HomeSettings:
     token: str = field(repr=False)
 
     @property
-    def mcp_url(self) -> str:
+    def base_url(self) -> str:
         base = self.url.rstrip("/")
-        return base if base.endswith(MCP_PATH) else base + MCP_PATH
+        return base.removesuffix(MCP_PATH).removesuffix(SSE_PATH)
+
+    @property
+    def mcp_url(self) -> str:
+        return self.base_url + MCP_PATH
+
+    @property
+    def sse_url(self) -> str:
+        return self.base_url + SSE_PATH
 
 
 def add_home_args(args: _Adds, what: str) -> None:
