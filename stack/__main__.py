@@ -55,6 +55,9 @@ class StackSettings:
     ready_timeout: float
     turn_timeout: float
     debug: bool
+    # Home Assistant for home control (conversation) and entity names (STT); None: none.
+    ha_url: str | None = None
+    ha_token_file: Path | None = None
 
     def uri(self, port: int, *, client: bool = False) -> str:
         host = "127.0.0.1" if client and self.host in ("0.0.0.0", "") else self.host
@@ -87,6 +90,12 @@ def build_parser() -> EnvArgs:
     )
     add("--ready-timeout", type=float, default=600.0, help="Seconds for the services to come up")
     add("--turn-timeout", type=float, default=300.0, help="Seconds for the WAV turn")
+    add(
+        "--ha-url",
+        default=None,
+        help="Home Assistant's URL: the conversation service controls the home through its MCP server",
+    )
+    add("--ha-token-file", type=Path, default=None, help="File with a Home Assistant long-lived access token")
     add("--debug", action="store_true", help="Debug logs from every service")
     return args
 
@@ -117,6 +126,8 @@ def settings_from_args(argv: list[str] | None = None) -> StackSettings:
         ready_timeout=ns.ready_timeout,
         turn_timeout=ns.turn_timeout,
         debug=ns.debug,
+        ha_url=ns.ha_url or None,
+        ha_token_file=ns.ha_token_file,
     )
 
 
@@ -137,6 +148,11 @@ def service_programs(settings: StackSettings) -> list[Program]:
         llm += ["--ollama-url", settings.ollama_url]
     if settings.llm_model:
         llm += ["--model", settings.llm_model]
+    if settings.ha_url:
+        # The token goes by file: a command line is visible to every user of the machine.
+        llm += ["--ha-url", settings.ha_url]
+        if settings.ha_token_file is not None:
+            llm += ["--ha-token-file", str(settings.ha_token_file)]
     return [
         Program("stt", (*stt, *common)),
         Program("tts", (*tts, *common)),
@@ -293,6 +309,8 @@ async def main(settings: StackSettings) -> int:
 def run(argv: list[str] | None = None) -> None:
     settings = settings_from_args(argv)
     setup_logging(settings.debug, "stack")
+    if settings.ha_url and settings.ha_token_file is None:
+        raise SystemExit("--ha-url needs --ha-token-file (a file with a long-lived access token)")
     if settings.wav is not None and not settings.wav.is_file():
         raise SystemExit(f"No such WAV file: {settings.wav}")
     code = 1

@@ -20,7 +20,8 @@ from tests.ha.harness import Home
 from tests.support.fake_ollama import FakeOllama, ReplyValue, ToolCall
 from tests.support.proxy import TcpProxy
 from tests.support.services import ServiceProcess
-from wyoming_core.client import converse, describe
+from wyoming_core.audio import read_wav
+from wyoming_core.client import converse, describe, transcribe
 from wyoming_llm import replies
 
 pytestmark = pytest.mark.ha
@@ -230,3 +231,27 @@ async def test_local_commands_work_without_ollama(ha_home: Home, tmp_path: Path)
         assert not unknown.handled and unknown.text == replies.unknown_device("garage door"), unknown
     finally:
         service.stop()
+
+
+@pytest.mark.slow
+async def test_spoken_command_through_the_satellite_turns_the_light_on(
+    home_llm: HomeLlm, stt_service: ServiceProcess, tts_service: ServiceProcess, tmp_path: Path
+) -> None:
+    """A WAV with the wake word and the command, played to the standalone satellite as its
+    microphone: HA's light goes on, and the reply in the speaker file says so (heard by our STT)."""
+    from tests.satellite.helpers import SatelliteRun, mic_wav
+
+    home = home_llm.home
+    await home.reset()
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, "Hey Jarvis, turn on the kitchen lights.", 2.5)
+    speaker = tmp_path / "speaker.wav"
+    sat = await SatelliteRun(
+        *("--mic-file", str(mic), "--snd-file", str(speaker), "--wake-word", "hey_jarvis"),
+        *("--stt-uri", stt_service.uri, "--tts-uri", tts_service.uri, "--handle-uri", home_llm.service.uri),
+        *("--no-sounds", "--follow-up", "0", "--exit-after-turns", "1"),
+    ).start()
+    assert await sat.wait_exit(180) == 0, sat.log()
+    await home.assert_state(home.entity_id("Kitchen Lights"), "on")
+    pcm, fmt = read_wav(speaker)
+    heard = await transcribe(stt_service.uri, pcm, fmt)
+    assert "turned on" in heard.text.lower(), heard.text
