@@ -58,6 +58,7 @@ async def main(settings: TtsSettings) -> None:
         catalogue=catalogue,
         cache=cache,
         downloader=Downloader(settings.data_dirs[0]) if settings.download else None,
+        max_queued_requests=settings.max_queued_requests,
     )
     # Load the default voice in the background: describe is answered while it loads.
     preload = asyncio.create_task(_preload(cache, catalogue, settings.voice, context.downloader))

@@ -2,6 +2,8 @@
 
 There is no lock around synthesis: an onnxruntime session may run from several threads at
 once, so connections synthesize in parallel (up to the pool size) even with the same voice.
+A synthesis can be interrupted from the event loop (its client has gone): onnxruntime's own
+terminate flag ends the model run at once instead of after the whole sentence.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +35,60 @@ _MAX_GAIN = 4.0
 
 class VoiceLoadError(Exception):
     """A voice that is listed but could not be loaded (corrupt or incompatible files)."""
+
+
+class SynthesisInterrupted(Exception):
+    """The synthesis was stopped from outside (its client has gone)."""
+
+
+class Interrupt:
+    """Set once from the event loop; a synthesis in a worker thread stops at its next step.
+
+    Holds one onnxruntime RunOptions, created in the worker thread (importing onnxruntime on the
+    event loop would stall it): setting its `terminate` ends a model run already under way.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._options: Any = None
+
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+            if self._options is not None:
+                self._options.terminate = True
+
+    @property
+    def is_set(self) -> bool:
+        return self._set
+
+    def run_options(self) -> Any:
+        """Worker thread only: the RunOptions to pass to every model run of this synthesis."""
+        with self._lock:
+            if self._options is None:
+                import onnxruntime
+
+                self._options = onnxruntime.RunOptions()
+                self._options.terminate = self._set
+            return self._options
+
+
+class _InterruptibleSession:
+    """What piper sees as its onnxruntime session: every run gets this thread's RunOptions."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def run(self, output_names: Any, feed: Any) -> Any:
+        return self._session.run(output_names, feed, getattr(self._local, "options", None))
+
+    def using(self, options: Any) -> None:
+        self._local.options = options
 
 
 @dataclass(frozen=True)
@@ -59,14 +117,15 @@ class LoadedVoice:
         session = onnxruntime.InferenceSession(
             str(entry.model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self.piper = PiperVoice(config=config, session=session)
+        self._session = _InterruptibleSession(session)
+        self.piper = PiperVoice(config=config, session=self._session)
         self.sample_rate = config.sample_rate
         self.gain = 1.0
         peak = float(np.abs(self._raw(_WARM_UP_TEXT, SynthesisOptions())).max(initial=0.0))
         if peak > 0.05:
             self.gain = min(_MAX_GAIN, _TARGET_PEAK / peak)
 
-    def _raw(self, text: str, options: SynthesisOptions) -> np.ndarray:
+    def _raw(self, text: str, options: SynthesisOptions, interrupt: Interrupt | None = None) -> np.ndarray:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(
@@ -77,16 +136,29 @@ class LoadedVoice:
             normalize_audio=False,
         )
         pieces = []
-        for phonemes in self.piper.phonemize(text):
-            if not phonemes:
-                continue
-            audio = self.piper.phoneme_ids_to_audio(self.piper.phonemes_to_ids(phonemes), config)
-            pieces.append(np.asarray(audio, dtype=np.float32).reshape(-1))
+        self._session.using(interrupt.run_options() if interrupt is not None else None)
+        try:
+            for phonemes in self.piper.phonemize(text):
+                if interrupt is not None and interrupt.is_set:
+                    raise SynthesisInterrupted
+                if not phonemes:
+                    continue
+                try:
+                    audio = self.piper.phoneme_ids_to_audio(self.piper.phonemes_to_ids(phonemes), config)
+                except Exception:
+                    if interrupt is not None and interrupt.is_set:  # onnxruntime's "terminated"
+                        raise SynthesisInterrupted from None
+                    raise
+                pieces.append(np.asarray(audio, dtype=np.float32).reshape(-1))
+        finally:
+            self._session.using(None)
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
-    def synthesize(self, text: str, options: SynthesisOptions) -> bytes:
-        """Blocking: 16-bit mono PCM at `sample_rate` for `text` (b'' if there is nothing to say)."""
-        audio = self._raw(text, options)
+    def synthesize(self, text: str, options: SynthesisOptions, interrupt: Interrupt | None = None) -> bytes:
+        """Blocking: 16-bit mono PCM at `sample_rate` for `text` (b'' if there is nothing to say).
+
+        Raises SynthesisInterrupted soon after `interrupt` is set."""
+        audio = self._raw(text, options, interrupt)
         if not audio.size:
             return b""
         return (np.clip(audio * self.gain, -1.0, 1.0) * 32767).astype("<i2").tobytes()
@@ -142,5 +214,7 @@ class VoiceCache:
     def loaded(self) -> list[str]:
         return [key.split("@", 1)[0] for key, task in self._voices.items() if task.done()]
 
-    async def synthesize(self, voice: LoadedVoice, text: str, options: SynthesisOptions) -> bytes:
-        return await self.pool.run(voice.synthesize, text, options)
+    async def synthesize(
+        self, voice: LoadedVoice, text: str, options: SynthesisOptions, interrupt: Interrupt | None = None
+    ) -> bytes:
+        return await self.pool.run(voice.synthesize, text, options, interrupt)

@@ -34,6 +34,7 @@ UNSUPPORTED_LANGUAGE = "unsupported-language"
 TEXT_TOO_LONG = "text-too-long"
 OUT_OF_ORDER = "out-of-order"
 BAD_REQUEST = "bad-request"
+TOO_MANY_REQUESTS = "too-many-requests"
 
 _PIPER_VOICES = Attribution(name="rhasspy/piper-voices", url="https://huggingface.co/rhasspy/piper-voices")
 
@@ -103,6 +104,8 @@ class TtsContext:
     catalogue: VoiceCatalogue
     cache: VoiceCache
     downloader: Downloader | None = None
+    # Replies one connection may have queued or under way; one more ends the connection.
+    max_queued_requests: int = 8
 
 
 @dataclass
@@ -159,6 +162,7 @@ class TtsHandler(ConnectionHandler):
             # again, unless the stream brought no chunks at all (then it is all there is).
             self._stream.full_text = text
             return True
+        self._check_queue()
         await self._download_if_missing(request.voice)
         job = self._start_job(self._select(request.voice), streaming=False)
         job.add(split_sentences(text))
@@ -169,6 +173,7 @@ class TtsHandler(ConnectionHandler):
         if self._stream is not None:
             raise RequestError(OUT_OF_ORDER, "synthesize-start received while a stream is already open")
         request = _parse(SynthesizeStart.from_event, event)
+        self._check_queue()
         await self._download_if_missing(request.voice)
         job = self._start_job(self._select(request.voice), streaming=True)
         self._stream = _Stream(job, SentenceSplitter())
@@ -203,6 +208,16 @@ class TtsHandler(ConnectionHandler):
         return True
 
     # ---- helpers --------------------------------------------------------
+
+    def _check_queue(self) -> None:
+        """A client that keeps sending requests without reading the answers is cut off."""
+        limit = self.context.max_queued_requests
+        if len(self._jobs) >= limit:
+            raise RequestError(
+                TOO_MANY_REQUESTS,
+                f"{len(self._jobs)} replies are already queued on this connection, the limit; "
+                "wait for their audio before sending more",
+            )
 
     def _check_length(self, chars: int) -> None:
         limit = self.context.max_text_chars

@@ -27,6 +27,7 @@ class TtsSettings:
     noise_w_scale: float | None
     sentence_silence: float
     max_text_chars: int
+    max_queued_requests: int
     workers: int
     threads_per_worker: int
     max_voices: int
@@ -49,6 +50,13 @@ def build_parser() -> EnvArgs:
     args.add("--noise-w-scale", type=float, default=None, help="Phoneme width noise (voice's own if unset)")
     args.add("--sentence-silence", type=float, default=0.0, help="Seconds of silence between sentences")
     args.add("--max-text-chars", type=int, default=10000, help="Longest text one request may send")
+    args.add(
+        "--max-queued-requests",
+        type=int,
+        default=8,
+        help="Replies one connection may have queued or under way; one more gets a "
+        "'too-many-requests' error and the connection is closed",
+    )
     args.add("--workers", type=int, default=default_workers(), help="Syntheses that may run at once")
     args.add("--threads-per-worker", type=int, default=1, help="onnxruntime threads per synthesis")
     args.add("--max-voices", type=int, default=3, help="Voices kept loaded at once (least recently used go)")
@@ -70,8 +78,8 @@ def settings_from_args(ns: argparse.Namespace) -> TtsSettings:
     data_dirs = tuple(Path(d).expanduser() for d in (ns.data_dir or [str(default_data_dir("tts"))]))
     if ns.workers < 1 or ns.threads_per_worker < 1 or ns.max_voices < 1:
         raise SystemExit("--workers, --threads-per-worker and --max-voices must be at least 1")
-    if ns.max_text_chars < 1 or ns.samples_per_chunk < 1:
-        raise SystemExit("--max-text-chars and --samples-per-chunk must be at least 1")
+    if ns.max_text_chars < 1 or ns.samples_per_chunk < 1 or ns.max_queued_requests < 1:
+        raise SystemExit("--max-text-chars, --max-queued-requests and --samples-per-chunk must be at least 1")
     if ns.sentence_silence < 0 or ns.sentence_silence > 10:
         raise SystemExit("--sentence-silence must be between 0 and 10 seconds")
     for flag in ("length_scale", "noise_scale", "noise_w_scale"):
@@ -88,6 +96,7 @@ def settings_from_args(ns: argparse.Namespace) -> TtsSettings:
         noise_w_scale=ns.noise_w_scale,
         sentence_silence=ns.sentence_silence,
         max_text_chars=ns.max_text_chars,
+        max_queued_requests=ns.max_queued_requests,
         workers=ns.workers,
         threads_per_worker=ns.threads_per_worker,
         max_voices=ns.max_voices,

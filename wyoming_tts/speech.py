@@ -1,14 +1,13 @@
 """One reply: sentences in (all at once, or as a stream delivers them), audio events out in order.
 
 Sentences are synthesized one at a time, in the order they came, and each one's audio is sent
-as soon as it is ready. Cancelling the job (the client went away) stops it between two parts,
-so no CPU is spent on audio nobody will hear.
+as soon as it is ready. Cancelling the job (the client went away) stops it at once, a model run
+already under way included, so no CPU is spent on audio nobody will hear.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.tts import SynthesizeStopped
 
-from .engine import LoadedVoice, SynthesisOptions, VoiceCache, VoiceLoadError
+from .engine import Interrupt, LoadedVoice, SynthesisInterrupted, SynthesisOptions, VoiceCache, VoiceLoadError
 from .text import clause_parts
 from .voices import VoiceEntry
 
@@ -71,6 +70,7 @@ class SpeechJob:
         self.sentences_done = 0
         # True while the job only waits for the client's next text (then the client is idle).
         self._waiting_for_text = False
+        self._interrupt = Interrupt()
         self.task = asyncio.create_task(self._run())
 
     def add(self, sentences: list[str]) -> None:
@@ -100,6 +100,7 @@ class SpeechJob:
     def cancel(self) -> None:
         if not self.task.done():
             self._log_stopped()
+            self._interrupt.set()  # the worker thread too, not just the task waiting for it
             self.task.cancel()
 
     def _log_stopped(self) -> None:
@@ -111,10 +112,11 @@ class SpeechJob:
         )
 
     async def _run(self) -> None:
-        if self._after is not None:  # one reply at a time per connection, in order
-            with contextlib.suppress(BaseException):
-                await self._after
         try:
+            if self._after is not None:  # one reply at a time per connection, in order
+                # Waits for the reply before without taking on its outcome, yet a cancellation of
+                # this job still ends it here (suppressing BaseException swallowed it).
+                await asyncio.wait({self._after})
             await self._speak()
         except VoiceLoadError as err:
             _LOGGER.error("%s", err)
@@ -123,6 +125,8 @@ class SpeechJob:
             # A failed write can notice the client has gone before the reader does.
             _LOGGER.debug("Client %s went away during synthesis: %s", self.peer, err)
             self._log_stopped()
+        except SynthesisInterrupted:
+            pass  # cancel() said so already
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -142,7 +146,7 @@ class SpeechJob:
             joined = continuing  # no sentence silence before the rest of a sentence
             spoke = False
             for part in parts:
-                pcm = await self.cache.synthesize(voice, part, self.request.options)
+                pcm = await self.cache.synthesize(voice, part, self.request.options, self._interrupt)
                 self.parts_done += 1
                 if not pcm:
                     continue
