@@ -15,6 +15,45 @@ _LOGGER = logging.getLogger(__name__)
 
 LineHook = Callable[[str, str], None]
 
+_BLOCK = 64 * 1024
+MAX_LINE_BYTES = 8 * 1024  # longer lines are cut (a child's log line is never that long on purpose)
+
+
+class LineCutter:
+    """Bytes in, whole text lines out, each cut to `limit` bytes; memory bounded by `limit`."""
+
+    def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
+        self.limit = limit
+        self._head = bytearray()  # the start of the current line, at most `limit` bytes
+        self._dropped = 0  # bytes of the current line beyond `limit`
+
+    def feed(self, data: bytes) -> list[str]:
+        out: list[str] = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            self._take(data[start:end])
+            out.append(self._line())
+            start = end + 1
+        self._take(data[start:])
+        return out
+
+    def close(self) -> list[str]:
+        """The last line, if the output did not end with a newline."""
+        return [self._line()] if self._head or self._dropped else []
+
+    def _take(self, part: bytes) -> None:
+        room = self.limit - len(self._head)
+        self._head += part[:room]
+        self._dropped += max(0, len(part) - room)
+
+    def _line(self) -> str:
+        text = self._head.decode(errors="replace").rstrip()
+        if self._dropped:
+            text += f" … ({self._dropped} more bytes cut)"
+        self._head.clear()
+        self._dropped = 0
+        return text
+
 
 @dataclass(frozen=True)
 class Program:
@@ -48,12 +87,18 @@ class ProcessGroup:
         return proc
 
     async def _pump(self, label: str, stream: asyncio.StreamReader) -> None:
+        # Read in blocks, not readline(): a line over the reader's 64 KiB limit would end the
+        # pump, and the child, its output no longer read, would block on its next write.
         prefix = f"{label:<{self._width}} | "
-        while line := await stream.readline():
-            text = line.decode(errors="replace").rstrip()
-            print(prefix + text, file=self.output, flush=True)
-            if self.on_line is not None:
-                self.on_line(label, text)
+        lines = LineCutter()
+        while True:
+            block = await stream.read(_BLOCK)
+            for text in lines.feed(block) if block else lines.close():
+                print(prefix + text, file=self.output, flush=True)
+                if self.on_line is not None:
+                    self.on_line(label, text)
+            if not block:
+                return
 
     async def first_exit(self, labels: Sequence[str] | None = None) -> tuple[str, int]:
         """Wait until one of the programs exits: (label, exit code)."""

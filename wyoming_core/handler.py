@@ -18,9 +18,12 @@ from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 
 from .admission import ByteBudget
+from .logs import clip
 from .protocol import Limits, ProtocolError, read_event
 
 _LOGGER = logging.getLogger(__name__)
+# A reason often quotes what the client sent (a voice name, a language): room for that, cut.
+_REASON_CHARS = 500
 
 Route = Callable[[Event], Awaitable[bool]]
 
@@ -112,7 +115,7 @@ class ConnectionHandler(ABC):
     async def on_unknown(self, event: Event) -> bool:
         # Peers are expected to ignore events they do not know (e.g. newer
         # protocol additions); an error here could break a working client.
-        _LOGGER.debug("Ignoring unknown event %r from %s", event.type, self.peer)
+        _LOGGER.debug("Ignoring unknown event '%s' from %s", clip(event.type), self.peer)
         return True
 
     async def run(self) -> None:
@@ -121,7 +124,8 @@ class ConnectionHandler(ABC):
                 try:
                     event = await read_event(self.reader, self.limits, self.busy, self.budget)
                 except ProtocolError as err:
-                    _LOGGER.warning("Closing connection from %s: %s", self.peer, err.text)
+                    reason = clip(err.text, _REASON_CHARS)
+                    _LOGGER.warning("Closing connection from %s: %s", self.peer, reason)
                     await self.send_error(err.code, err.text)
                     break
                 if event is None:
@@ -130,7 +134,9 @@ class ConnectionHandler(ABC):
                 try:
                     keep_going = await (route(event) if route else self.on_unknown(event))
                 except RequestError as err:
-                    _LOGGER.warning("Rejected %s from %s: %s", event.type, self.peer, err.text)
+                    _LOGGER.warning(
+                        "Rejected %s from %s: %s", clip(event.type), self.peer, clip(err.text, _REASON_CHARS)
+                    )
                     await self.send_error(err.code, err.text)
                     keep_going = not err.close
                 if not keep_going:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from wyoming_core.logs import clip
+
 from . import local, replies
 from .backend import TIMEOUT, LlmError, OllamaBackend, ToolRequest
 from .home import Home, claims_action
@@ -68,14 +70,16 @@ class Conversations:
             return Outcome(False, local.EMPTY_REPLY, "empty")
         limit = self.settings.max_transcript_chars
         if len(text) > limit:
-            _LOGGER.warning("Transcript of %d characters cut to %d (conversation %s)", len(text), limit, key)
+            _LOGGER.warning(
+                "Transcript of %d characters cut to %d (conversation %s)", len(text), limit, clip(key)
+            )
             text = text[:limit]
 
         lock = self._lock(key)
         async with lock:
             if local.is_reset(text):
                 await self.history.clear(key)
-                _LOGGER.info("Conversation %s reset on request", key)
+                _LOGGER.info("Conversation %s reset on request", clip(key))
                 await say(local.RESET_REPLY)
                 return Outcome(True, local.RESET_REPLY)
             done = await self.home.handle_locally(text, language)
@@ -132,7 +136,7 @@ class Conversations:
 
         answer = turn.text
         if not answer:
-            _LOGGER.warning("The model's answer had nothing speakable in it (conversation %s)", key)
+            _LOGGER.warning("The model's answer had nothing speakable in it (conversation %s)", clip(key))
             return Outcome(False, local.NO_ANSWER_REPLY, "nothing-speakable")
         if turn.refused:
             return Outcome(False, answer, "unbacked-claim")

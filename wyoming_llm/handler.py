@@ -17,6 +17,7 @@ from wyoming.info import Attribution, HandleModel, HandleProgram, Info
 
 from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.handler import ConnectionHandler, Route
+from wyoming_core.logs import clip
 from wyoming_core.protocol import Limits
 
 from . import __version__
@@ -140,11 +141,11 @@ class LlmHandler(ConnectionHandler):
             _LOGGER.debug("Client %s went away before the answer's end", self.peer)
             return
         _LOGGER.debug(
-            "%s %s in %.2f s: %r",
-            key,
+            "%s %s in %.2f s: '%s'",
+            clip(key),
             "answered" if outcome.handled else f"not handled ({outcome.reason})",
             time.monotonic() - started,
-            outcome.text,
+            clip(outcome.text),
         )
 
     async def _say(self, sentence: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from wyoming_core.ha import ExposedEntity, HomeError, HomeLink
 from wyoming_core.ha.link import LIVE_CONTEXT, ToolInfo, ToolResult
+from wyoming_core.logs import clip
 
 from . import intents, replies
 from .intents import Command, LanguageData
@@ -151,7 +152,9 @@ class Home:
         if code not in self._languages:
             data = await asyncio.to_thread(intents.load_language, code)
             if data is None:
-                _LOGGER.info("Home Assistant has no command sentences for %s: commands go to the model", code)
+                _LOGGER.info(
+                    "Home Assistant has no command sentences for %s: commands go to the model", clip(code)
+                )
             self._languages[code] = data
             if data is not None:
                 self._responses.setdefault(data.language, Responses(data.responses))
@@ -221,7 +224,7 @@ class Home:
         result = await self.link.call(command.intent, tool_arguments(command.slots, tool.schema))
         done = _targets(result, "success")
         if not result.ok or not done:
-            _LOGGER.info("Home Assistant did not carry out %s: %s", command.intent, result.text[:200])
+            _LOGGER.info("Home Assistant did not carry out %s: %s", command.intent, clip(result.text))
             return Spoken(replies.failure(command.intent, target, result.text), False, "action-failed")
         _LOGGER.info("Carried out %s on %s", command.intent, ", ".join(v.name for v in done))
         text = responses.render(command.intent, command.response, slots=slots, state=done[0], matched=done)
@@ -290,10 +293,10 @@ class Home:
         try:
             result = await self.link.call(name, arguments)
         except HomeError as err:
-            _LOGGER.warning("The model's %s call failed: %s", name, err.cause)
+            _LOGGER.warning("The model's %s call failed: %s", clip(name), clip(err.cause, 500))
             return ToolOutcome(f"Error: {home_error_reply(err)}", False, False)
         acted = result.ok and name not in READ_ONLY_TOOLS and bool(_targets(result, "success"))
         if acted:
-            _LOGGER.info("Carried out %s for the model", name)
+            _LOGGER.info("Carried out %s for the model", clip(name))
         content = result.text if result.ok else f"Error: {result.text[:500]}"
         return ToolOutcome(content or json.dumps({"success": result.ok}), acted, result.ok)

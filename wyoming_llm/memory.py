@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wyoming_core.logs import clip
+
 _LOGGER = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -182,7 +184,7 @@ class History:
                 self._fail("read", err)
         fresh = self._fresh(turns or [], now)
         if turns and not fresh:
-            _LOGGER.debug("Conversation %s was idle; starting afresh", conversation)
+            _LOGGER.debug("Conversation %s was idle; starting afresh", clip(conversation))
             await self.clear(conversation)
         return fresh
 

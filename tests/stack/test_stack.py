@@ -12,14 +12,17 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.raw import RawClient
 from tests.support.services import ROOT, ServiceProcess, free_port
 from tests.support.speech import piper_speech
+from tests.support.waiting import until
 from tests.support.wer import wer
 from wyoming_core.audio import AudioFormat, read_wav, to_stt_format, write_wav
-from wyoming_core.client import transcribe
+from wyoming_core.client import converse, describe, synthesize, transcribe
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -149,3 +152,68 @@ async def test_wav_through_the_satellite(tmp_path: Path, stack_data: Path) -> No
     # what matters here is that the satellite's turn went through and was reported.
     assert answer and answer.group(1), result.stdout
     assert read_wav(reply_wav)[0].strip(b"\0"), "the reply WAV is silent"
+
+
+def _start_stack_logged(log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """The stack in its own process group (as in a terminal), its output in a file."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            ["bash", "scripts/run-stack.sh", *args],
+            cwd=ROOT,
+            env=_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, then SIGKILL if it has not stopped within a minute."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def test_client_strings_of_100_kb_do_not_freeze_the_stack(tmp_path: Path, stack_data: Path) -> None:
+    """A 100 KB voice name, language or conversation id is logged cut, and everything answers on."""
+    ports = {name: free_port() for name in ("stt", "tts", "llm")}
+    flags = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
+    log_path = tmp_path / "stack.log"
+    args = ("--data-dir", str(stack_data), *flags, "--no-satellite", "--stt-model", "tiny.en")
+    proc = _start_stack_logged(log_path, *args)
+    uri = {name: f"tcp://127.0.0.1:{port}" for name, port in ports.items()}
+    try:
+        await until(lambda: "are answering" in log_path.read_text(errors="replace"), 400, log_path.read_text)
+        big = "v" * 100_000 + "\n\x1b[31m"
+        voice = {"name": big, "language": big, "speaker": big}
+        attacks: list[tuple[str, str, dict[str, Any]]] = [
+            ("tts", "synthesize", {"text": "Hello.", "voice": voice}),
+            ("stt", "transcribe", {"language": big, "name": big}),
+            ("llm", "transcript", {"text": big, "context": {"conversation_id": big}, "language": big}),
+        ]
+        for name, event_type, data in attacks:
+            client = await RawClient.connect(ports[name])
+            await client.send(event_type, data)
+            while (event := await client.receive(timeout=60)) is not None:  # to the end of the answer
+                if event.type in ("error", "handled", "not-handled"):
+                    break
+            await client.close()
+        # Everything still answers, with real work.
+        for name in ports:
+            assert await describe(uri[name], timeout=30)
+        speech = await synthesize(uri["tts"], "Still here.", timeout=120)
+        assert speech.seconds > 0.3
+        reply = await converse(uri["llm"], "What day is it today?", "after-the-attack", timeout=120)
+        assert reply.text.startswith("Today is "), reply.text
+        assert proc.poll() is None
+    finally:
+        await asyncio.to_thread(_interrupt, proc)
+    output = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, output[-5000:]
+    assert max(len(line) for line in output.splitlines()) < 2000, "a client's string was logged whole"
+    assert output.count("more characters") >= 3, output  # each service logged it, cut
+    assert "\x1b[31m" not in output  # escaped, not passed to the terminal
+    assert "exited with code" not in output, output[-5000:]
