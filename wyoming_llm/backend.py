@@ -128,8 +128,11 @@ class OllamaBackend:
             cause = classify(err, self.url, self.model).cause
             _LOGGER.warning(
                 "At start-up, %s. Until it is, questions get a short apology, "
-                "except the time and the date, which are answered locally",
+                "except the time and the date, which are answered locally. To fix: install Ollama "
+                "(https://ollama.com/download), run `ollama pull %s` and keep it running "
+                "(`ollama serve`); or point --ollama-url at an Ollama elsewhere",
                 cause,
+                self.model,
             )
             return
         self.reachable = True

@@ -104,7 +104,10 @@ class Conversations:
             {"role": "user", "content": text},
         ]
         sentences = SentenceStream()
-        turn = _Turn(self.home, say, guarded=await self.home.looks_like_action(text, language))
+        # Without tools the model can change nothing, so any claim that it did is false; with
+        # tools, claims are checked when the user asked for a device action.
+        guarded = not tools or await self.home.looks_like_action(text, language)
+        turn = _Turn(self.home, say, guarded=guarded)
         try:
             async with asyncio.timeout(self.settings.answer_timeout):
                 for _round in range(MAX_TOOL_CALLS + 1):
@@ -199,7 +202,10 @@ class _Turn:
         if self.guarded and not self.acted and claims_action(sentence):
             _LOGGER.warning("The model claimed an action that was not carried out; said so instead")
             self.refused = True
-            sentence = replies.NOT_CONNECTED if self.home.link is None else replies.NOTHING_DONE
+            if self.home.link is None:
+                sentence = replies.NOT_CONNECTED
+            else:
+                sentence = replies.NOTHING_DONE if self.home.connected else replies.UNREACHABLE
         self.spoken.append(sentence)
         await self.sink(sentence)
 

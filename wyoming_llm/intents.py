@@ -109,8 +109,9 @@ def match(
 
 
 def _required_words(template: str) -> bool:
-    """Whether a sentence template has words that must be said: HA's scene and script sentences
-    ("[the] {name} [scene]") would otherwise take any sentence for a device command."""
+    """Whether a sentence template has words that must be said besides connectors ("in",
+    "the"): HA's scene sentences ("[the] {name} [scene] <in> {area}") would otherwise take any
+    sentence ("what is the capital of France") for a device command."""
     depth, kept = 0, []
     for char in template:
         if char == "[":
@@ -119,7 +120,8 @@ def _required_words(template: str) -> bool:
             depth = max(0, depth - 1)
         elif depth == 0:
             kept.append(char)
-    return bool(re.search(r"<\w|\w", re.sub(r"\{[^}]*\}", "", "".join(kept))))
+    required = re.sub(r"\{[^}]*\}|<(?:in|the|here|all)>", " ", "".join(kept))
+    return bool(re.search(r"<\w|\w", required))
 
 
 # The slots a command may fill with words no list knows (the device and where it is).
