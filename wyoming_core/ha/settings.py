@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from wyoming_core.cli import EnvArgs
 
 MCP_PATH = "/api/mcp"
 SSE_PATH = "/mcp_server/sse"
-
-
-class _Adds(Protocol):
-    def add(self, *flags: str, env: str | None = None, **kwargs: object) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class HomeSettings:
         return self.base_url + SSE_PATH
 
 
-def add_home_args(args: _Adds, what: str) -> None:
+def add_home_args(args: EnvArgs, what: str) -> None:
     """The connection flags; `what` says in --help what the service uses Home Assistant for."""
     args.add(
         "--ha-url",
