@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wyoming_core.cli import EnvArgs, server_settings
+from wyoming_core.ha import HomeSettings, add_home_args, home_settings
 from wyoming_core.models import default_data_dir
 from wyoming_core.server import ServerSettings
 from wyoming_core.workers import default_workers
@@ -34,16 +35,30 @@ class SttSettings:
     partial_model: str
     vad_threshold: float
     debug: bool
+    # Home Assistant whose exposed names the final decode listens for; None: no biasing.
+    home: HomeSettings | None = None
+    # Seconds between two readings of those names.
+    names_refresh: float = 60.0
 
 
 def build_parser() -> EnvArgs:
     args = EnvArgs("wyoming_stt", "Wyoming speech-to-text on faster-whisper", "STT_")
     args.add_server_args("tcp://0.0.0.0:10300")
     args.add("--model", default="base", help="Size name (tiny.en, base, ...), model directory or hub id")
-    args.add("--data-dir", action="append", help="Where models are looked up and assembled (repeatable)")
+    args.add(
+        "--data-dir",
+        action="append",
+        help="Where models are looked up and assembled (repeatable)",
+        shown_default=str(default_data_dir("stt")),
+    )
     args.add("--language", default="auto", help="Default language code, or 'auto' to detect")
     args.add("--compute-type", default="int8", help="CTranslate2 compute type (int8, float32, ...)")
-    args.add("--beam-size", type=int, default=1, help="Beam size for the final decode (1 = greedy, fastest)")
+    args.add(
+        "--beam-size",
+        type=int,
+        default=5,
+        help="Beam size for the final decode (5: right on short commands; 1: greedy; partials are greedy)",
+    )
     args.add("--initial-prompt", default=None, help="Text that primes the model's vocabulary and style")
     args.add("--cpu-threads", type=int, default=0, help="Threads per decode (0: all cores)")
     args.add("--workers", type=int, default=2, help="Decodes that may run at once")
@@ -75,6 +90,13 @@ def build_parser() -> EnvArgs:
     )
     args.add("--partial-interval", type=float, default=1.0, help="Seconds of new audio between partials")
     args.add("--vad-threshold", type=float, default=0.5, help="Speech probability threshold (0-1)")
+    add_home_args(args, "the final transcript listens for the names of the devices and areas it exposes")
+    args.add(
+        "--ha-names-refresh",
+        type=float,
+        default=60.0,
+        help="Seconds between two readings of Home Assistant's device and area names",
+    )
     return args
 
 
@@ -85,6 +107,8 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         raise SystemExit("--vad-threshold must be between 0 and 1")
     if ns.beam_size < 1 or ns.workers < 1 or ns.cpu_threads < 0:
         raise SystemExit("--beam-size and --workers must be at least 1, --cpu-threads at least 0")
+    if ns.ha_names_refresh < 1:
+        raise SystemExit("--ha-names-refresh must be at least 1 second")
     cpu_threads = ns.cpu_threads or default_workers()
     return SttSettings(
         server=server_settings(ns),
@@ -105,4 +129,6 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         partial_model=ns.partial_model,
         vad_threshold=ns.vad_threshold,
         debug=ns.debug,
+        home=home_settings(ns),
+        names_refresh=ns.ha_names_refresh,
     )
