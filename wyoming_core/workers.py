@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,6 +25,11 @@ class WorkerPool:
     async def run(self, func: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
+
+    def submit(self, func: Callable[..., T], *args: object) -> Future[T]:
+        """The thread's own future: unlike `run`'s, it is done only when the call has returned,
+        so a caller that was cancelled can still tell when the thread is finished with its data."""
+        return self._executor.submit(func, *args)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

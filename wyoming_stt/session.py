@@ -1,19 +1,26 @@
-"""One transcription request: audio in, partials out, the final decode started at end of speech."""
+"""One transcription request: audio in, partials out, the final decode started at end of speech.
+
+Each chunk's length is checked before anything is done with it; conversion to 16 kHz and the
+VAD then run in a worker thread, one chunk at a time per session (their state is the session's
+own), while the event loop goes on serving other clients.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.event import Event
 
-from wyoming_core.audio import STT_RATE, AudioFormat, StreamConverter, pcm16_to_float
+from wyoming_core.audio import STT_RATE, AudioFormat, StreamConverter, duration, pcm16_to_float
 
-from .endpoint import DetectorPool, Endpointer
+from .endpoint import AudioWorkers, Endpointer
 from .engine import Decoded, Engines
 from .settings import SttSettings
 
@@ -22,9 +29,15 @@ _LOGGER = logging.getLogger(__name__)
 _BYTES_PER_SECOND = STT_RATE * 2
 _SPEECH_PAD = 0.3  # seconds kept around the speech for the decoder
 MAX_SECONDS = 120.0
+# One chunk: streaming clients send 20-100 ms; a whole short clip in one chunk still fits.
+MAX_CHUNK_SECONDS = 30.0
 
 
 class AudioTooLong(Exception):
+    pass
+
+
+class ChunkTooLong(Exception):
     pass
 
 
@@ -55,7 +68,7 @@ class TranscriptionSession:
     def __init__(
         self,
         engines: Engines,
-        detectors: DetectorPool,
+        workers: AudioWorkers,
         settings: SttSettings,
         language: str | None,
         send: Callable[[Event], Awaitable[None]],
@@ -67,7 +80,13 @@ class TranscriptionSession:
         self._send = send
         self._converter = StreamConverter()
         self._audio = bytearray()
-        self._endpoint = Endpointer(settings.vad_threshold, settings.endpoint_silence, detectors)
+        self._received = 0.0  # seconds of audio accepted, counted before conversion
+        self._workers = workers
+        # The chunk a worker thread is converting (and feeding to the VAD) right now.
+        self._in_flight: Future[tuple[bytes, bool]] | None = None
+        # Set when the client has gone: a decode under way stops at its next segment.
+        self._stop = threading.Event()
+        self._endpoint = Endpointer(settings.vad_threshold, settings.endpoint_silence, workers.detectors)
         self._final: _FinalDecode | None = None
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0  # audio bytes at the last partial
@@ -84,14 +103,25 @@ class TranscriptionSession:
 
     # ---- audio in -------------------------------------------------------
 
-    def add_audio(self, audio: bytes, fmt: AudioFormat) -> None:
-        pcm = self._converter.convert(audio, fmt)
-        if len(self._audio) + len(pcm) > MAX_SECONDS * _BYTES_PER_SECOND:
+    async def add_audio(self, audio: bytes, fmt: AudioFormat) -> None:
+        # Checked on the client's own format, before converting: 4 MiB at 1000 Hz / 8 bit
+        # would become 128 MiB at 16 kHz.
+        seconds = duration(audio, fmt)
+        if seconds > MAX_CHUNK_SECONDS:
+            raise ChunkTooLong(
+                f"One audio chunk of {seconds:.1f} s is over the limit of {MAX_CHUNK_SECONDS:g} s; "
+                "send the audio in shorter chunks"
+            )
+        if self._received + seconds > MAX_SECONDS:
             raise AudioTooLong(f"Audio is longer than {MAX_SECONDS:g} s")
+        self._received += seconds
+        work = self._workers.pool.submit(self._front_end, audio, fmt, not self.finished)
+        self._in_flight = work
+        pcm, heard = await asyncio.wrap_future(work)
+        self._in_flight = None
         self._audio.extend(pcm)
         if self.finished:
             return
-        heard = self._endpoint.feed(pcm)
         if heard and self._final is not None:
             _LOGGER.debug("Speech resumed; the speculative final decode is discarded")
             self._final = None
@@ -101,6 +131,11 @@ class TranscriptionSession:
             self._partial_at = len(self._audio)
             self._partial = asyncio.create_task(self._run_partial())
         self._maybe_send_early()
+
+    def _front_end(self, audio: bytes, fmt: AudioFormat, feed_vad: bool) -> tuple[bytes, bool]:
+        """Worker thread: 16 kHz mono PCM, and whether the VAD heard new speech in it."""
+        pcm = self._converter.convert(audio, fmt)
+        return pcm, self._endpoint.feed(pcm) if feed_vad else False
 
     def _wants_partial(self) -> bool:
         return (
@@ -125,7 +160,9 @@ class TranscriptionSession:
 
     def _start_final(self) -> None:
         audio = self._speech_audio()
-        task = asyncio.create_task(self.engine.transcribe(pcm16_to_float(audio), self._language()))
+        task = asyncio.create_task(
+            self.engine.transcribe(pcm16_to_float(audio), self._language(), stop=self._stop)
+        )
         self._final = _FinalDecode(task, time.monotonic(), len(self._audio))
         _LOGGER.debug(
             "End of speech detected; final decode started on %.2f s", len(audio) / _BYTES_PER_SECOND
@@ -165,7 +202,9 @@ class TranscriptionSession:
             return
         started = time.monotonic()
         try:
-            decoded = await engine.transcribe(pcm16_to_float(audio), self._language(), partial=True)
+            decoded = await engine.transcribe(
+                pcm16_to_float(audio), self._language(), partial=True, stop=self._stop
+            )
         except Exception as err:  # a failed partial must not end the request
             _LOGGER.debug("Partial decode failed: %s", err)
             return
@@ -208,7 +247,9 @@ class TranscriptionSession:
             lead_ms = (stop_at - final.started_at) * 1000
             decoded = await final.task
         else:
-            decoded = await self.engine.transcribe(pcm16_to_float(self._speech_audio()), self._language())
+            decoded = await self.engine.transcribe(
+                pcm16_to_float(self._speech_audio()), self._language(), stop=self._stop
+            )
         await self._finish(decoded, lead_ms)
 
     async def _finish(self, decoded: Decoded, lead_ms: float | None) -> None:
@@ -235,7 +276,15 @@ class TranscriptionSession:
         )
 
     def cancel(self) -> None:
-        self._endpoint.release()
+        self._stop.set()
+        work = self._in_flight
+        if work is not None and not work.done():
+            # A worker thread still feeds this session's detector: it goes back to the pool
+            # only when the thread is done with it.
+            work.cancel()
+            work.add_done_callback(lambda _work: self._endpoint.release())
+        else:
+            self._endpoint.release()
         for task in (self._partial, self._final.task if self._final else None, self._early_task):
             if task is not None and not task.done():
                 task.cancel()
