@@ -631,6 +631,51 @@ class Driver:
             unsubscribe()
         return {"entity_id": entity_id, "reached": matches(current), **_state_json(current)}
 
+    async def op_add_named_devices(self, devices: list[dict[str, Any]]) -> dict[str, Any]:
+        """More exposed devices, for what is said about them: each `{"name", "area", "domain",
+        "aliases"}` gets an entity registry entry (name, aliases, area, created if new), a
+        state ("off") and is exposed to Assist, so HA's MCP server lists it like any device.
+        No integration stands behind them (turning one on does nothing): enough for tests of
+        names heard. `remove_named_devices` takes them out again."""
+        entities = er.async_get(self.hass)
+        areas = ar.async_get(self.hass)
+        made: list[dict[str, Any]] = []
+        new_areas: list[str] = []
+        for device in devices:
+            name, domain = device["name"], device.get("domain", "light")
+            entry = entities.async_get_or_create(
+                domain, "ha_driver", f"named_{slugify(name)}", suggested_object_id=slugify(name)
+            )
+            area_id = None
+            if device.get("area"):
+                area = areas.async_get_area_by_name(device["area"])
+                if area is None:
+                    area = areas.async_create(device["area"])
+                    new_areas.append(area.id)
+                area_id = area.id
+            entities.async_update_entity(
+                entry.entity_id, name=name, aliases=set(device.get("aliases", ())), area_id=area_id
+            )
+            self.hass.states.async_set(entry.entity_id, "off", {"friendly_name": name})
+            async_expose_entity(self.hass, conversation.DOMAIN, entry.entity_id, True)
+            made.append({"entity_id": entry.entity_id, "name": name, "area": device.get("area")})
+        await self.hass.async_block_till_done()
+        return {"devices": made, "new_area_ids": new_areas}
+
+    async def op_remove_named_devices(self, entity_ids: list[str], area_ids: list[str]) -> dict[str, Any]:
+        """Undo `add_named_devices`: the entities, their states and the areas it created."""
+        entities = er.async_get(self.hass)
+        for entity_id in entity_ids:
+            self.hass.states.async_remove(entity_id)
+            if entities.async_get(entity_id) is not None:
+                entities.async_remove(entity_id)
+        areas = ar.async_get(self.hass)
+        for area_id in area_ids:
+            if areas.async_get_area(area_id) is not None:
+                areas.async_delete(area_id)
+        await self.hass.async_block_till_done()
+        return {}
+
 
 async def _boot(config_dir: Path, ffmpeg_bin: str | None, http_port: int) -> HomeAssistant:
     """Bring up HA's core and the voice integrations, as bootstrap does but without the
