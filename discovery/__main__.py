@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from urllib.parse import urlparse
 
+from wyoming_core.cli import version_text
+
 from .browse import Browser, FoundService, browse, describe_service
 from .catalog import normalise_kind, short_list
 
@@ -90,6 +92,7 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m discovery", description="List the Wyoming services found over zeroconf."
     )
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--timeout", type=float, default=3.0, help="Seconds to browse before printing")
     parser.add_argument("--describe-timeout", type=float, default=2.0, help="Seconds to wait for describe")
     parser.add_argument("--kind", help="Only this kind: asr (stt), tts, handle (llm), wake, satellite")

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import sys
 
+from wyoming_core.cli import version_text
 from wyoming_core.client import VoiceError, describe
 
 from .catalog import offers
@@ -22,6 +23,7 @@ async def check(uri: str, timeout: float) -> str:
 
 def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m discovery.health", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("uri", help="tcp://HOST:PORT of the service")
     parser.add_argument("--timeout", type=float, default=1.0, help="Seconds to wait for the answer")
     parser.add_argument("--quiet", action="store_true", help="Print nothing, only set the exit code")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import __version__
 from .admission import AdmissionSettings, parse_allow
 from .logs import setup_logging
 from .models import ModelNotFoundError
@@ -36,24 +39,55 @@ def env_bool(value: str, env: str) -> bool:
     raise SystemExit(f"Environment variable {env}={value!r} must be true/false")
 
 
+def version_text() -> str:
+    """What `--version` prints (argparse fills in %(prog)s)."""
+    return f"%(prog)s {__version__} (wyoming-local-voice)"
+
+
+def _shown(default: Any) -> str:
+    """A default as a user would type it (an AudioFormat as RATE:WIDTH:CHANNELS, lists joined)."""
+    if all(hasattr(default, field) for field in ("rate", "width", "channels")):
+        return f"{default.rate}:{default.width}:{default.channels}"
+    if isinstance(default, list | tuple):
+        return ",".join(map(str, default))
+    return str(default)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows the real defaults: none for "not set" or off switches, the computed one where given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or "%(default)" in text or not action.option_strings:
+            return text
+        if action.default in (None, False, [], (), argparse.SUPPRESS):
+            return text
+        return f"{text} (default: {_shown(action.default).replace('%', '%%')})"
+
+
 class EnvArgs:
     """Thin wrapper over ArgumentParser that wires env vars into defaults."""
 
     def __init__(self, prog: str, description: str, env_prefix: str) -> None:
         self.parser = argparse.ArgumentParser(
-            prog=prog,
-            description=description,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            prog=prog, description=description, formatter_class=_HelpFormatter
         )
+        self.parser.add_argument("--version", action="version", version=version_text())
         self.prefix = env_prefix
 
     def env_name(self, flag: str) -> str:
         return self.prefix + flag.lstrip("-").upper().replace("-", "_")
 
-    def add(self, *flags: str, env: str | None = None, **kwargs: Any) -> None:
+    def add(
+        self, *flags: str, env: str | None = None, shown_default: str | None = None, **kwargs: Any
+    ) -> None:
+        """`shown_default`: what --help says when the default is worked out later (a data dir)."""
         env = env or self.env_name(flags[0])
         raw = os.environ.get(env)
         action = kwargs.get("action")
+        if shown_default is not None and raw is None:
+            shown = shown_default.replace("%", "%%")
+            kwargs["help"] = f"{kwargs.get('help', '')} (default: {shown})".strip()
         if raw is not None:
             if action == "store_true":
                 kwargs["default"] = env_bool(raw, env)
@@ -168,7 +202,8 @@ class StartupError(Exception):
 
 def run_service(main: Callable[[], Awaitable[None]], *, name: str, debug: bool) -> None:
     """Run a service's main coroutine with logging set up; known start-up failures become one
-    clear log line and an exit code instead of a traceback (2: model not found, 3: cannot start)."""
+    clear log line and an exit code instead of a traceback (2: model not found, 3: cannot start,
+    4: its port is taken)."""
     setup_logging(debug, name)
 
     async def _main() -> None:
@@ -182,5 +217,24 @@ def run_service(main: Callable[[], Awaitable[None]], *, name: str, debug: bool) 
     except StartupError as err:
         _LOGGER.error("%s", err)
         sys.exit(err.exit_code)
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        _LOGGER.error("%s", address_in_use(err))
+        sys.exit(EXIT_ADDRESS_IN_USE)
     except KeyboardInterrupt:
         pass
+
+
+EXIT_ADDRESS_IN_USE = 4
+
+
+def address_in_use(err: OSError) -> str:
+    """One line for "address already in use": which port, and how to choose another."""
+    # asyncio says: "error while attempting to bind on address ('127.0.0.1', 10300): ..."
+    found = re.search(r"address \('?([^',]*)'?, (\d+)", str(err))
+    where = f"port {found.group(2)} on {found.group(1) or 'every interface'}" if found else "the port"
+    return (
+        f"Cannot listen: {where} is already in use by another program (another copy of this "
+        "service?). Stop that program, or choose another port with --uri tcp://HOST:PORT"
+    )

@@ -7,6 +7,7 @@ import fcntl
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -54,6 +55,15 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _unfinished_builds(target: Path) -> list[Path]:
+    """Temp dirs of builds of `target`: mkdtemp's `.NAME.` + 8 characters, nothing else (so not
+    those of a target whose name starts the same, e.g. `base.en` for `base`)."""
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}")
+    return [path for path in target.parent.iterdir() if pattern.fullmatch(path.name) and path.is_dir()]
+
+
 def build_atomically(
     target: Path,
     build: Callable[[Path], None],
@@ -61,13 +71,18 @@ def build_atomically(
 ) -> Path:
     """Create directory `target` by building into a temp dir and renaming.
 
-    A crash mid-build never leaves a half-written model under the final name.
-    `verify` (e.g. loading the model) runs before the rename.
+    A crash mid-build never leaves a half-written model under the final name, and the temp dir
+    a killed build leaves behind is removed the next time. `verify` (e.g. loading the model)
+    runs before the rename.
     """
-    if target.exists():
+    if target.exists() and not _unfinished_builds(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target.parent / f".{target.name}.lock"):
+        # Under the lock no other process is building this target: these were left by a kill.
+        for stale in _unfinished_builds(target):
+            _LOGGER.info("Removing %s, left by an interrupted model assembly", stale)
+            shutil.rmtree(stale, ignore_errors=True)
         if target.exists():  # another process finished while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

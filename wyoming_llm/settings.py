@@ -79,7 +79,12 @@ def build_parser() -> EnvArgs:
         help="How long to retry when Ollama is unreachable or busy before answering",
     )
     args.add("--max-transcript-chars", type=int, default=2000, help="Longer transcripts are cut to this")
-    args.add("--data-dir", default=None, help="Where the conversation history is kept")
+    args.add(
+        "--data-dir",
+        default=None,
+        help="Where the conversation history is kept",
+        shown_default=str(default_data_dir("llm")),
+    )
     args.add("--no-warm-up", action="store_true", help="Do not load the model at start-up")
     add_home_args(args, "to control the home")
     return args

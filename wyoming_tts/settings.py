@@ -43,7 +43,12 @@ def build_parser() -> EnvArgs:
     args = EnvArgs("wyoming_tts", "Wyoming text-to-speech on piper", "TTS_")
     args.add_server_args("tcp://0.0.0.0:10200")
     args.add("--voice", default=DEFAULT_VOICE, help="Default voice (NAME of NAME.onnx + NAME.onnx.json)")
-    args.add("--data-dir", action="append", help="Where voices are looked up (repeatable)")
+    args.add(
+        "--data-dir",
+        action="append",
+        help="Where voices are looked up (repeatable)",
+        shown_default=str(default_data_dir("tts")),
+    )
     args.add("--speaker", default=None, help="Default speaker (name or id) of the default voice")
     args.add("--length-scale", type=float, default=None, help="Speaking pace: > 1 slower, < 1 faster")
     args.add("--noise-scale", type=float, default=None, help="Generator noise (voice's own value if unset)")
