@@ -134,6 +134,7 @@ def build_parser() -> EnvArgs:
         default=None,
         help="Wake word model: okay_nabu, hey_jarvis, alexa, hey_mycroft (microWakeWord), "
         "oww:NAME (openWakeWord), or a .json/.tflite path; repeatable",
+        shown_default="okay_nabu",
     )
     add("--wake-threshold", type=float, default=None, help="Detection threshold 0-1 (default: per model)")
     add("--wake-refractory", type=float, default=2.0, help="Seconds to ignore the wake word after one")
