@@ -19,6 +19,7 @@ from .ha import HaBackend
 from .listen import Listener
 from .services import ServiceDirectory
 from .settings import SatelliteSettings, build_parser, settings_from_args
+from .soundcard import EXIT_NO_AUDIO_DEVICE, NoAudioDevice
 from .sounds import load_sounds
 from .turn import StandaloneBackend
 from .vad import SpeechProbability
@@ -96,7 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = settings_from_args(args)
     setup_logging(settings.debug, "satellite")
-    asyncio.run(run_satellite(settings))
+    try:
+        asyncio.run(run_satellite(settings))
+    except NoAudioDevice as err:
+        _LOGGER.error("%s", err)
+        sys.exit(EXIT_NO_AUDIO_DEVICE)
 
 
 def run() -> None:

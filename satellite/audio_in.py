@@ -19,6 +19,7 @@ from typing import Any
 from wyoming_core.audio import AudioFormat, StreamConverter, read_wav
 
 from .settings import MIC_FORMAT, AudioSettings
+from .soundcard import MIC_HINT, open_stream, portaudio
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -117,15 +118,18 @@ class PyAudioMic(MicSource):
         self._stream: Any = None
 
     async def open(self) -> None:
-        pyaudio = import_pyaudio()
-        self._pa = pyaudio.PyAudio()
+        self._pa = portaudio()
         index = None if self.device == "default" else find_device(self._pa, self.device, "maxInputChannels")
-        self._stream = self._pa.open(
-            rate=self.format.rate,
-            channels=self.format.channels,
-            format=self._pa.get_format_from_width(self.format.width),
-            input=True,
-            input_device_index=index,
+        self._stream = open_stream(
+            "microphone",
+            MIC_HINT,
+            lambda: self._pa.open(
+                rate=self.format.rate,
+                channels=self.format.channels,
+                format=self._pa.get_format_from_width(self.format.width),
+                input=True,
+                input_device_index=index,
+            ),
         )
 
     async def read(self, nbytes: int) -> bytes:
@@ -138,18 +142,6 @@ class PyAudioMic(MicSource):
             await asyncio.to_thread(self._stream.close)
         if self._pa is not None:
             self._pa.terminate()
-
-
-def import_pyaudio() -> Any:
-    """pyaudio is optional: only sound cards need it."""
-    try:
-        import pyaudio
-    except ImportError:
-        raise SystemExit(
-            "pyaudio is not installed (pip install 'wyoming-local-voice[audio]'); "
-            "or use --mic-command/--snd-command or --mic-file/--snd-file"
-        ) from None
-    return pyaudio
 
 
 def find_device(pa: Any, wanted: str, channels_key: str) -> int | None:
@@ -165,17 +157,16 @@ def find_device(pa: Any, wanted: str, channels_key: str) -> int | None:
 
 def list_devices() -> str:
     try:
-        import pyaudio
-    except ImportError:
-        return "pyaudio is not installed: pip install 'wyoming-local-voice[audio]'"
-    pa = pyaudio.PyAudio()
+        pa = portaudio()
+    except SystemExit as err:  # pyaudio is not installed
+        return str(err)
     try:
         lines = []
         for index in range(pa.get_device_count()):
             info = pa.get_device_info_by_index(index)
             kinds = [k for k, key in (("in", "maxInputChannels"), ("out", "maxOutputChannels")) if info[key]]
             lines.append(f"{index}: {info['name']} ({'/'.join(kinds)}, {int(info['defaultSampleRate'])} Hz)")
-        return "\n".join(lines)
+        return "\n".join(lines) or "No sound devices found"
     finally:
         pa.terminate()
 

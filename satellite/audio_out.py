@@ -147,16 +147,21 @@ class PyAudioSink(Sink):
         self._stream: Any = None
 
     async def open(self) -> None:
-        from .audio_in import find_device, import_pyaudio
+        from .audio_in import find_device
+        from .soundcard import SPEAKER_HINT, open_stream, portaudio
 
-        self._pa = import_pyaudio().PyAudio()
+        self._pa = portaudio()
         index = find_device(self._pa, self.device, "maxOutputChannels") if self.device else None
-        self._stream = self._pa.open(
-            rate=self.format.rate,
-            channels=self.format.channels,
-            format=self._pa.get_format_from_width(self.format.width),
-            output=True,
-            output_device_index=index,
+        self._stream = open_stream(
+            "speaker",
+            SPEAKER_HINT,
+            lambda: self._pa.open(
+                rate=self.format.rate,
+                channels=self.format.channels,
+                format=self._pa.get_format_from_width(self.format.width),
+                output=True,
+                output_device_index=index,
+            ),
         )
 
     async def write(self, pcm: bytes) -> None:
