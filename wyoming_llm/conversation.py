@@ -17,6 +17,7 @@ from . import local, replies
 from .backend import TIMEOUT, LlmError, OllamaBackend, ToolRequest
 from .home import Home, claims_action
 from .memory import History
+from .names import MAX_KEY_CHARS, LanguageCheck, bounded_id
 from .prompt import system_message
 from .settings import LlmSettings
 from .speech import SentenceStream
@@ -53,8 +54,10 @@ class Conversations:
         self.history = history
         self.home = home
         self._now = now
-        # Turns of one conversation run one after the other, so its memory stays in order.
+        # Turns of one conversation run one after the other, so its memory stays in order. Weak:
+        # only conversations with a turn in progress have one (bounded by the connection cap).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._language = LanguageCheck(settings.languages[0])
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -65,6 +68,9 @@ class Conversations:
 
     async def respond(self, text: str, language: str | None, key: str, say: SentenceSink) -> Outcome:
         """Answer `text` in conversation `key`; each finished sentence goes to `say` at once."""
+        # Checked before it goes anywhere (prompt, Home Assistant's sentences, logs, memory).
+        language = self._language(language)
+        key = bounded_id(key, MAX_KEY_CHARS)  # the handler's keys are already short
         text = " ".join(text.split())
         if not text:
             return Outcome(False, local.EMPTY_REPLY, "empty")

@@ -24,14 +24,12 @@ from . import __version__
 from .backend import OllamaBackend
 from .conversation import Conversations, Outcome
 from .home import Home
+from .names import conversation_key
 from .settings import LlmSettings
 
 _LOGGER = logging.getLogger(__name__)
 
 SORRY = "Sorry, something went wrong. Please try again."
-
-# Context keys that name a conversation, most specific first.
-CONVERSATION_KEYS = ("conversation_id", "satellite_id", "device_id")
 
 
 def build_info(settings: LlmSettings, backend: OllamaBackend, home: Home) -> Info:
@@ -62,14 +60,6 @@ def build_info(settings: LlmSettings, backend: OllamaBackend, home: Home) -> Inf
             )
         ]
     )
-
-
-def conversation_key(context: Mapping[str, Any]) -> str | None:
-    for name in CONVERSATION_KEYS:
-        value = context.get(name)
-        if isinstance(value, str | int) and str(value).strip():
-            return f"{name}:{value}"
-    return None
 
 
 def parse_transcript(event: Event) -> Transcript:

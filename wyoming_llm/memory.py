@@ -22,6 +22,10 @@ from wyoming_core.logs import clip
 
 _LOGGER = logging.getLogger(__name__)
 
+# Conversations held in memory at once; the least recently used beyond it are dropped from
+# memory (their turns stay on disk, so only a memory-only store forgets them early).
+MAX_LIVE_CONVERSATIONS = 1000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -123,13 +127,16 @@ class History:
         max_turns: int,
         idle_seconds: float,
         clock: Callable[[], float] = time.time,
+        max_live: int = MAX_LIVE_CONVERSATIONS,
     ) -> None:
         self.path = path
         self.max_turns = max_turns
         self.idle_seconds = idle_seconds
+        self.max_live = max_live
         self._clock = clock
         self._disk: _Sqlite | None = None
-        # Conversations seen by this process; the only copy if the disk fails.
+        # Conversations seen by this process, least recently used first; the only copy if the
+        # disk fails.
         self._ram: dict[str, list[Turn]] = {}
         self._expired_at = 0.0
 
@@ -199,8 +206,8 @@ class History:
             return
         now = self._clock()
         turn = Turn(user, assistant, now)
-        current = self._fresh(self._ram.get(conversation) or await self.turns(conversation), now)
-        self._ram[conversation] = [*current, turn][-self.max_turns :]
+        current = self._fresh(self._ram.pop(conversation, []) or await self.turns(conversation), now)
+        self._ram[conversation] = [*current, turn][-self.max_turns :]  # now the most recent
         self._forget_idle(now)
         if self._disk is not None:
             try:
@@ -213,7 +220,8 @@ class History:
                 self._fail("write", err)
 
     async def clear(self, conversation: str) -> None:
-        self._ram[conversation] = []
+        # Pruned, not kept as an empty entry: resets of ever new ids must not pile up.
+        self._ram.pop(conversation, None)
         if self._disk is not None:
             try:
                 await asyncio.to_thread(self._disk.clear, conversation)
@@ -225,3 +233,7 @@ class History:
         cutoff = now - self.idle_seconds
         for key in [k for k, turns in self._ram.items() if not turns or turns[-1].at < cutoff]:
             del self._ram[key]
+        while len(self._ram) > self.max_live:
+            oldest = next(iter(self._ram))
+            _LOGGER.debug("Over %d live conversations: %s leaves memory", self.max_live, clip(oldest))
+            del self._ram[oldest]
