@@ -33,7 +33,11 @@ async def run_satellite(settings: SatelliteSettings) -> None:
     detector = await asyncio.to_thread(make_detector, settings.wake)
     listener = Listener(detector, await asyncio.to_thread(SpeechProbability))
     mic = open_mic(settings.audio)
-    player = Player(open_sink(settings.audio), lead=settings.audio.playback_lead)
+    player = Player(
+        open_sink(settings.audio),
+        lead=settings.audio.playback_lead,
+        max_queued_seconds=settings.audio.max_playback_seconds,
+    )
     sounds = await asyncio.to_thread(load_sounds, settings.sounds, settings.audio.snd_format)
     backend: Backend
     if settings.ha_mode:

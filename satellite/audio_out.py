@@ -194,14 +194,26 @@ class StopReport:
 class Player:
     """Plays queued audio at real-time pace; `stop()` flushes everything not yet handed out."""
 
-    def __init__(self, sink: Sink, lead: float = 0.06, tick: float = 0.02, idle_tick: float = 0.1) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        lead: float = 0.06,
+        tick: float = 0.02,
+        idle_tick: float = 0.1,
+        max_queued_seconds: float = 300.0,
+    ) -> None:
         self.sink = sink
         self.format = sink.format
         self.lead = lead
         self.tick = tick
         self.idle_tick = idle_tick
+        # Audio from outside (Home Assistant) is only queued while `room_seconds` allows it.
+        self.max_queued_seconds = max_queued_seconds
         self._wake = asyncio.Event()
+        # Chunks as they came, and how much of the first one is already played: a tick takes
+        # only what it plays, never copying the rest of a large chunk.
         self._queue: deque[bytes] = deque()
+        self._head_offset = 0
         self._queued_bytes = 0
         self._cursor = 0.0  # monotonic time up to which audio has been handed to the sink
         self._task: asyncio.Task[None] | None = None
@@ -255,10 +267,16 @@ class Player:
     def queued_seconds(self) -> float:
         return self._queued_bytes / self.format.bytes_per_second
 
+    @property
+    def room_seconds(self) -> float:
+        """Seconds of audio that may still be queued within `max_queued_seconds`."""
+        return max(0.0, self.max_queued_seconds - self.queued_seconds)
+
     def stop(self) -> StopReport:
         """Flush the queue at once (barge-in); returns when the sound already out will end."""
         flushed = self.queued_seconds
         self._queue.clear()
+        self._head_offset = 0
         self._queued_bytes = 0
         self._generation += 1
         now = time.monotonic()
@@ -277,17 +295,22 @@ class Player:
                 await asyncio.sleep(delay)
 
     def _take(self, nbytes: int) -> tuple[bytes, int]:
-        parts: list[bytes] = []
+        """The next `nbytes` of audio (silence after the queue's end); work in proportion to
+        `nbytes`, whatever the size of the queued chunks."""
+        parts: list[bytes | memoryview] = []
         real = 0
         while nbytes > 0 and self._queue:
             head = self._queue[0]
-            if len(head) <= nbytes:
-                parts.append(self._queue.popleft())
+            end = min(len(head), self._head_offset + nbytes)
+            parts.append(memoryview(head)[self._head_offset : end])
+            taken = end - self._head_offset
+            if end == len(head):
+                self._queue.popleft()
+                self._head_offset = 0
             else:
-                parts.append(head[:nbytes])
-                self._queue[0] = head[nbytes:]
-            nbytes -= len(parts[-1])
-            real += len(parts[-1])
+                self._head_offset = end
+            nbytes -= taken
+            real += taken
         self._queued_bytes -= real
         if nbytes > 0:
             parts.append(b"\0" * nbytes)

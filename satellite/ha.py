@@ -2,8 +2,14 @@
 
 HA connects, sends `run-satellite` and pings every 2 s. On a wake word the satellite sends
 `detection`, `run-pipeline` (asr -> tts) and streams the mic; HA answers with `transcript`,
-`synthesize` and the reply audio, which is played and acknowledged with `played`. Only the
-peer that sent `run-satellite` gets mic audio; a new one replaces the old one.
+`synthesize` and the reply audio, which is played and acknowledged with `played`.
+
+Wyoming has no authentication, so the satellite guards itself: only the peer that sent
+`run-satellite` gets mic audio and is listened to (events from other connections are ignored,
+bar `describe` and `ping`); a new `run-satellite` replaces it only from the same address (HA
+reconnecting) or once the peer has gone quiet (HA pings every 2 s). `--allow` decides who may
+connect at all. Audio formats are checked, and at most `--max-playback-seconds` of HA's audio
+is queued; when the peer leaves, its audio stops.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,8 +33,9 @@ from wyoming.timer import TimerCancelled, TimerFinished, TimerStarted, TimerUpda
 from wyoming.tts import Synthesize
 from wyoming.wake import Detection
 
-from wyoming_core.audio import AudioFormat, StreamConverter
-from wyoming_core.handler import ConnectionHandler, Route
+from wyoming_core.admission import peer_address
+from wyoming_core.audio import AudioFormat, AudioFormatError, StreamConverter, check_format
+from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
 from .backend import Backend
@@ -38,6 +46,16 @@ from .wake import WakeModelInfo
 
 _LOGGER = logging.getLogger(__name__)
 _HIGH_WATER = 1024 * 1024  # bytes buffered towards HA before writes wait (~30 s of mic audio)
+# HA pings a satellite 2 s after each pong and gives up after 5 s without an answer: a peer
+# silent this long is gone (a power cut leaves no close), and another address may take over.
+PEER_QUIET_SECONDS = 10.0
+# Events any connection may send; everything else counts only from the active peer.
+_ANYONE = frozenset({"run-satellite", "ping"})
+
+# Error codes sent to a client (the same as the STT service's for the same faults).
+SATELLITE_IN_USE = "satellite-in-use"
+BAD_AUDIO = "unsupported-audio-format"
+TOO_LONG = "audio-too-long"
 
 
 class HaConnection(ConnectionHandler):
@@ -48,6 +66,8 @@ class HaConnection(ConnectionHandler):
     ) -> None:
         self.backend = backend
         super().__init__(reader, writer, limits)
+        self.address = peer_address(writer.get_extra_info("peername"))
+        self.last_heard = time.monotonic()  # last event from this client
         # The mic loop writes audio here: with a roomy buffer a slow reader never stalls it
         # (drain only waits above the high-water mark); `backlog` lets audio be dropped instead.
         with contextlib.suppress(AttributeError, NotImplementedError):
@@ -82,14 +102,28 @@ class HaConnection(ConnectionHandler):
             "timer-cancelled": b.on_timer,
             "timer-finished": b.on_timer,
         }
-        return {name: self._bind(func) for name, func in table.items()}
+        return {name: self._bind(name, func) for name, func in table.items()}
 
-    def _bind(self, func: Callable[[HaConnection, Event], Any]) -> Route:
+    def _bind(self, name: str, func: Callable[[HaConnection, Event], Any]) -> Route:
+        anyone = name in _ANYONE
+
         async def route(event: Event) -> bool:
+            self.last_heard = time.monotonic()
+            if not anyone and self is not self.backend.peer:
+                # A stranger's timer, error or audio must not ring, end a turn or play.
+                _LOGGER.debug("Ignoring %s from %s: it has not sent run-satellite", name, self.peer)
+                return True
             await func(self, event)
             return True
 
         return route
+
+    async def on_unknown(self, event: Event) -> bool:
+        self.last_heard = time.monotonic()
+        return await super().on_unknown(event)
+
+    def quiet_for(self) -> float:
+        return time.monotonic() - self.last_heard
 
     async def send(self, event: Event) -> None:
         try:
@@ -113,6 +147,7 @@ class HaBackend(Backend):
         self._reply_text = ""
         self._tts_open = False  # between audio-start and audio-stop from HA
         self._discard = False  # drop the rest of an interrupted reply stream
+        self._refused = False  # the rest of this reply stream is dropped (bad format, too long)
         self._converter: StreamConverter | None = None
         self._source_format = MIC_FORMAT
         self._generation = 0
@@ -221,19 +256,26 @@ class HaBackend(Backend):
     # -- HA -> satellite ----------------------------------------------------------------------
 
     async def on_run_satellite(self, conn: HaConnection, _event: Event) -> None:
-        old, self.peer = self.peer, conn
+        old = self.peer
+        if old is not None and old is not conn and not old.closed:
+            # Anyone who can reach the port may send run-satellite: a live Home Assistant keeps
+            # the satellite unless the newcomer is at its address (HA reconnecting).
+            if conn.address != old.address and old.quiet_for() < PEER_QUIET_SECONDS:
+                raise RequestError(
+                    SATELLITE_IN_USE,
+                    "This satellite is in use by another Home Assistant, which is still connected",
+                )
+            _LOGGER.info("Home Assistant at %s replaces %s", conn.peer, old.peer)
+        self.peer = conn
         self.paused = False
         if old is not None and old is not conn:
-            _LOGGER.info("Home Assistant at %s replaces %s", conn.peer, old.peer)
-            await self._abort_turn("replaced by a new connection")
+            await self._release("replaced by a new connection")
             await old.close()
         _LOGGER.info("Home Assistant at %s asked for audio (run-satellite)", conn.peer)
         if self.sat.sm.is_(State.PAUSED):
             self.sat.sm.go(State.WAITING, "run-satellite")
 
     async def on_pause(self, conn: HaConnection, _event: Event) -> None:
-        if conn is not self.peer:
-            return
         self.paused = True
         await self._abort_turn("paused by Home Assistant")
         if not self.sat.sm.is_(State.SPEAKING, State.THINKING):
@@ -244,9 +286,24 @@ class HaBackend(Backend):
         if conn is not self.peer:
             return
         self.peer = None
-        await self._abort_turn("Home Assistant disconnected")
-        if not self.sat.sm.is_(State.SPEAKING, State.THINKING):
-            self.sat.sm.go(State.PAUSED, "Home Assistant disconnected")
+        await self._release("Home Assistant disconnected")
+
+    async def _release(self, why: str) -> None:
+        """The active peer is gone: its audio stops, its turn ends, its reply stream is dropped."""
+        self._tts_open = self._discard = self._refused = False
+        self._converter = None
+        if self.sat.sm.is_(State.SPEAKING):
+            flushed = self.sat.player.stop().flushed_seconds
+            if flushed > 0:
+                _LOGGER.info("Stopped %.1f s of audio from Home Assistant: %s", flushed, why)
+        self._streaming = False
+        self._disarm_watchdog()
+        if self._in_turn:
+            _LOGGER.info("Ending the turn: %s", why)
+            self._in_turn = False
+            await self.sat.end_turn(error=True)
+        else:
+            self.sat.sm.go(State.WAITING if self.can_start_turn() else State.PAUSED, why)
 
     async def _abort_turn(self, why: str) -> None:
         if self._in_turn and self.sat.sm.is_(State.LISTENING):
@@ -267,19 +324,19 @@ class HaBackend(Backend):
         await self._ha_ended_speech(conn, "transcript")
 
     async def _ha_ended_speech(self, conn: HaConnection, why: str) -> None:
-        if conn is self.peer and self._in_turn and self.sat.sm.is_(State.LISTENING):
+        if self._in_turn and self.sat.sm.is_(State.LISTENING):
             self.sat.sm.go(State.THINKING, why)
             await self.end_of_speech()
 
     async def on_synthesize(self, conn: HaConnection, event: Event) -> None:
-        if conn is self.peer and self._in_turn:
+        if self._in_turn:
             self._reply_text = Synthesize.from_event(event).text
             _LOGGER.info("Reply: %r", self._reply_text)
 
     async def on_audio_start(self, conn: HaConnection, event: Event) -> None:
-        if conn is not self.peer:
-            return
         self._tts_open = True
+        self._refused = False
+        self._converter = None
         if self._streaming and not self._discard:
             # A reply cannot start while the request is still being streamed: this is the
             # answer to a turn that a barge-in ended.
@@ -287,49 +344,74 @@ class HaBackend(Backend):
             self._discard = True
         if self._discard:
             return
-        start = AudioStart.from_event(event)
-        self._source_format = AudioFormat(start.rate, start.width, start.channels)
+        self._source_format = self._checked_format(event)
         self._converter = self.sat.player.converter()
         self._generation = self.sat.player.generation
         if not self._in_turn:
             _LOGGER.info("Announcement from Home Assistant")
 
+    def _checked_format(self, event: Event) -> AudioFormat:
+        data = event.data
+        try:
+            return check_format(data.get("rate"), data.get("width"), data.get("channels"))
+        except AudioFormatError as err:
+            self._refuse_stream()
+            raise RequestError(BAD_AUDIO, f"Cannot play this audio: {err}", close=False) from None
+
+    def _refuse_stream(self) -> None:
+        """Drop the rest of this reply stream; its audio-stop still gets `played` (for what fitted)."""
+        self._refused = True
+        self._converter = None
+
     async def on_audio_chunk(self, conn: HaConnection, event: Event) -> None:
-        if conn is not self.peer or self._discard or self._converter is None:
+        if self._discard or self._converter is None:
             return
-        chunk = AudioChunk.from_event(event)
-        pcm = self._converter.convert(chunk.audio, AudioFormat(chunk.rate, chunk.width, chunk.channels))
-        if self.sat.player.enqueue(pcm, self._generation) is not None and not self.sat.sm.is_(State.SPEAKING):
+        fmt = self._checked_format(event)
+        audio = event.payload or b""
+        player = self.sat.player
+        # Checked before converting: a small chunk at a low rate can be hours of audio.
+        if len(audio) / fmt.bytes_per_second > player.room_seconds:
+            self._refuse_stream()
+            what = "reply" if self._in_turn else "announcement"
+            raise RequestError(
+                TOO_LONG,
+                f"More than {player.max_queued_seconds:g} s of audio to play at once "
+                f"(--max-playback-seconds); the rest of this {what} is dropped",
+                close=False,
+            )
+        pcm = self._converter.convert(audio, fmt)
+        if player.enqueue(pcm, self._generation) is not None and not self.sat.sm.is_(State.SPEAKING):
             if self.sat.sm.is_(State.LISTENING):
                 await self._stop_streaming()
             self.sat.sm.go(State.SPEAKING, "reply audio" if self._in_turn else "announcement")
 
     async def on_audio_stop(self, conn: HaConnection, _event: Event) -> None:
-        if conn is not self.peer:
-            return
         self._tts_open = False
         if self._discard:
             self._discard = False
             return
+        cut, self._refused = self._refused, False
         self._converter = None
         self._disarm_watchdog()
-        self._spawn(self._played(conn, self._turn, self._in_turn, self.sat.player.generation))
+        self._spawn(self._played(conn, self._turn, self._in_turn, self.sat.player.generation, cut))
 
-    async def _played(self, conn: HaConnection, turn: int, in_turn: bool, generation: int) -> None:
+    async def _played(
+        self, conn: HaConnection, turn: int, in_turn: bool, generation: int, cut: bool = False
+    ) -> None:
         with contextlib.suppress(TimeoutError):
             await self.sat.player.wait_done(timeout=600)
         if generation != self.sat.player.generation:
             return  # interrupted by a barge-in: the new turn owns the state
         await conn.send(Played().event())
         if in_turn and turn == self._turn:
-            await self._finish_turn(follow_up=self._reply_text.rstrip().endswith("?"))
+            await self._finish_turn(error=cut, follow_up=not cut and self._reply_text.rstrip().endswith("?"))
         elif not in_turn and self.sat.sm.is_(State.SPEAKING):
             self.sat.sm.go(State.WAITING if self.can_start_turn() else State.PAUSED, "announcement played")
 
     async def on_error(self, conn: HaConnection, event: Event) -> None:
         error = Error.from_event(event)
         _LOGGER.error("Home Assistant reports an error: %s (%s)", error.text, error.code)
-        if conn is self.peer and self._in_turn:
+        if self._in_turn:
             await self._finish_turn(error=True)
 
     async def on_timer(self, conn: HaConnection, event: Event) -> None:

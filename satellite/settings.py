@@ -27,6 +27,9 @@ class AudioSettings:
     chunk_seconds: float = 0.02
     # How far ahead of real time audio is handed to the speaker: the most a barge-in can still let out.
     playback_lead: float = 0.06
+    # Most audio from Home Assistant queued for the speaker at once (HA sends a reply faster
+    # than real time); a reply or announcement beyond it is cut with an error.
+    max_playback_seconds: float = 300.0
     mic_file_loop: bool = False
 
 
@@ -126,6 +129,13 @@ def build_parser() -> EnvArgs:
     add("--snd-command", default=None, help="Command reading raw PCM on stdin (e.g. aplay ...)")
     add("--snd-file", type=Path, default=None, help="WAV receiving everything played, gaps included")
     add("--snd-format", type=_fmt, default=AudioFormat(22050, 2, 1), help="RATE:WIDTH:CHANNELS of speaker")
+    add(
+        "--max-playback-seconds",
+        type=float,
+        default=AudioSettings.max_playback_seconds,
+        help="Most audio from Home Assistant queued for the speaker at once, in seconds; audio "
+        "beyond it is dropped and HA gets an 'audio-too-long' error",
+    )
     add("--list-devices", action="store_true", help="List pyaudio devices and exit")
     # Wake
     add(
@@ -186,8 +196,11 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         snd_command=ns.snd_command,
         snd_file=ns.snd_file,
         snd_format=ns.snd_format,
+        max_playback_seconds=ns.max_playback_seconds,
         mic_file_loop=ns.mic_file_loop,
     )
+    if not audio.max_playback_seconds > 0:
+        raise SystemExit("--max-playback-seconds must be more than 0")
     wake = WakeSettings(
         names=tuple(ns.wake_word or ("okay_nabu",)),
         threshold=ns.wake_threshold,
