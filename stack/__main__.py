@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from discovery.voice import VoiceClient
+from satellite.soundcard import EXIT_NO_AUDIO_DEVICE
 from wyoming_core.audio import write_wav
 from wyoming_core.cli import EnvArgs
 from wyoming_core.logs import setup_logging
 
+from .checks import SERVICES, Service, identity_problem, port_problem, sound_problem
 from .processes import ProcessGroup, Program
 
 _LOGGER = logging.getLogger("stack")
@@ -248,6 +250,12 @@ async def main(settings: StackSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stop_task = asyncio.ensure_future(stop.wait())
+    problems = await before_start(settings)
+    for problem in problems:
+        _LOGGER.error("%s", problem)
+    if problems:
+        stop_task.cancel()
+        return 1
     try:
         for program in service_programs(settings):
             await group.start(program)
@@ -263,6 +271,10 @@ async def main(settings: StackSettings) -> int:
             return 130
         if ready.exception() is not None:
             _LOGGER.error("The services did not come up within %g s", settings.ready_timeout)
+            return 1
+        not_ours = await our_children_answer(settings, group)
+        if not_ours is not None:
+            _LOGGER.error("%s", not_ours)
             return 1
         _LOGGER.info("STT, TTS and conversation are answering")
 
@@ -289,7 +301,10 @@ async def main(settings: StackSettings) -> int:
             return job.result()
         if died.done():
             label, code = died.result()
-            _LOGGER.error("%s exited (code %s); stopping everything", label, code)
+            if label == "satellite" and code == EXIT_NO_AUDIO_DEVICE:
+                _LOGGER.error("%s", NO_SOUND_DEVICE)
+            else:
+                _LOGGER.error("%s exited (code %s); stopping everything", label, code)
             return 1
         return 0
     except TimeoutError:
@@ -304,6 +319,46 @@ async def main(settings: StackSettings) -> int:
             task.cancel()
         _LOGGER.info("Stopping the stack")
         await group.stop()
+
+
+NO_SOUND_DEVICE = (
+    "The satellite could not open its microphone or speaker (its line above says which). "
+    "Answer a question from a file with --wav QUESTION.wav, give the satellite other sound with "
+    "--satellite-arg=--mic-command=... / --satellite-arg=--snd-command=..., or run only the "
+    "services with --no-satellite"
+)
+
+
+def _port(settings: StackSettings, service: Service) -> int:
+    return {"stt": settings.stt_port, "tts": settings.tts_port, "llm": settings.llm_port}[service.label]
+
+
+async def before_start(settings: StackSettings) -> list[str]:
+    """Taken ports and a missing sound card, found before anything starts (one line each)."""
+    problems = [
+        problem
+        for service in SERVICES
+        if (problem := port_problem(service, settings.host, _port(settings, service))) is not None
+    ]
+    if settings.wav is None and settings.satellite:  # live: the satellite needs sound
+        sound = await asyncio.to_thread(sound_problem, settings.satellite_args)
+        if sound is not None:
+            problems.append(sound)
+    return problems
+
+
+async def our_children_answer(settings: StackSettings, group: ProcessGroup) -> str | None:
+    """After the services answer: they are our children, all still running (another program may
+    have taken a port after the check, and a child that failed may leave the answering to it)."""
+    for service in SERVICES:
+        code = group.returncode(service.label)
+        if code is not None:
+            return f"The stack's {service.title} exited (code {code}); its lines above say why"
+        uri = settings.uri(_port(settings, service), client=True)
+        problem = await identity_problem(service, uri)
+        if problem is not None:
+            return problem
+    return None
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -118,6 +118,10 @@ class ProcessGroup:
     async def wait(self, label: str) -> int:
         return await self._procs[label].wait()
 
+    def returncode(self, label: str) -> int | None:
+        """None while the program runs."""
+        return self._procs[label].returncode
+
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to all (the satellite first: it uses the others), SIGKILL after `timeout`."""
         running = [(label, p) for label, p in reversed(self._procs.items()) if p.returncode is None]
