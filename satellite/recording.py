@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from wyoming_core.audio import write_wav
+from wyoming_core.models import make_private_dir
 
 from .settings import MIC_FORMAT
 
@@ -39,7 +40,7 @@ class TurnRecorder:
         self._count += 1
         path = self.directory / f"{time.strftime('%Y%m%d-%H%M%S')}-{self._count:03d}-{label}.wav"
         try:
-            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(make_private_dir, self.directory)  # what people said
             await asyncio.to_thread(write_wav, path, audio, MIC_FORMAT)
         except OSError as err:
             _LOGGER.warning("Cannot save the debug recording %s: %s", path, err)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wyoming_core.audio import AudioFormat
 from wyoming_core.cli import EnvArgs, server_settings
+from wyoming_core.logs import LOG_TRANSCRIPTS_HELP
 from wyoming_core.server import ServerSettings
 
 MIC_FORMAT = AudioFormat(16000, 2, 1)  # what wake word, VAD and STT all want
@@ -63,6 +64,8 @@ class TurnSettings:
     tts_timeout: float = 30.0
     discover_seconds: float = 3.0
     service_filter: str | None = None  # only discovered services whose name contains this
+    # What was heard and answered in the log at INFO (otherwise DEBUG); both modes.
+    log_transcripts: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ def build_parser() -> EnvArgs:
     # Misc
     add("--debug-recording-dir", type=Path, default=None, help="Save what the mic heard per turn (WAV)")
     add("--exit-after-turns", type=int, default=0, help="Exit after this many turns (0: never)")
+    add("--log-transcripts", action="store_true", help=LOG_TRANSCRIPTS_HELP)
     return args
 
 
@@ -226,6 +230,7 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         tts_timeout=ns.tts_timeout,
         discover_seconds=ns.discover_seconds,
         service_filter=ns.service_filter,
+        log_transcripts=ns.log_transcripts,
     )
     sounds = SoundSettings(
         wake=ns.wake_sound,

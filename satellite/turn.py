@@ -21,6 +21,7 @@ from wyoming_core.client import (
     synthesize_stream,
     transcribe_stream,
 )
+from wyoming_core.logs import transcript_level
 
 from .backend import Backend
 from .services import LABELS, ServiceDirectory
@@ -167,7 +168,8 @@ class StandaloneBackend(Backend):
         self.services.ok("asr")
         timing.transcript = time.monotonic()
         text = result.text if result is not None else ""
-        _LOGGER.info("Transcript: %r", text)
+        # What was said is private: at INFO only with --log-transcripts.
+        _LOGGER.log(transcript_level(self.settings.log_transcripts), "Transcript: %r", text)
         return text
 
     async def _uri(self, kind: str) -> str:
@@ -265,5 +267,5 @@ class StandaloneBackend(Backend):
                 raise first from None
             raise
         reply = " ".join(reply_text).strip()
-        _LOGGER.info("Reply: %r", reply)
+        _LOGGER.log(transcript_level(self.settings.log_transcripts), "Reply: %r", reply)
         return reply

@@ -23,7 +23,7 @@ from discovery.voice import VoiceClient
 from satellite.soundcard import EXIT_NO_AUDIO_DEVICE
 from wyoming_core.audio import write_wav
 from wyoming_core.cli import EnvArgs
-from wyoming_core.logs import setup_logging
+from wyoming_core.logs import LOG_TRANSCRIPTS_HELP, setup_logging
 
 from .checks import SERVICES, Service, identity_problem, port_problem, sound_problem
 from .processes import ProcessGroup, Program
@@ -60,6 +60,8 @@ class StackSettings:
     # Home Assistant for home control (conversation) and entity names (STT); None: none.
     ha_url: str | None = None
     ha_token_file: Path | None = None
+    # Passed on to STT, the conversation service and the satellite.
+    log_transcripts: bool = False
 
     def uri(self, port: int, *, client: bool = False) -> str:
         host = "127.0.0.1" if client and self.host in ("0.0.0.0", "") else self.host
@@ -99,6 +101,7 @@ def build_parser() -> EnvArgs:
     )
     add("--ha-token-file", type=Path, default=None, help="File with a Home Assistant long-lived access token")
     add("--debug", action="store_true", help="Debug logs from every service")
+    add("--log-transcripts", action="store_true", help=LOG_TRANSCRIPTS_HELP)
     return args
 
 
@@ -130,12 +133,14 @@ def settings_from_args(argv: list[str] | None = None) -> StackSettings:
         debug=ns.debug,
         ha_url=ns.ha_url or None,
         ha_token_file=ns.ha_token_file,
+        log_transcripts=ns.log_transcripts,
     )
 
 
 def service_programs(settings: StackSettings) -> list[Program]:
     py = sys.executable
     common = (["--debug"] if settings.debug else []) + (["--zeroconf"] if settings.zeroconf else [])
+    private = ["--log-transcripts"] if settings.log_transcripts else []
     stt = [
         *(py, "-m", "wyoming_stt", "--uri", settings.uri(settings.stt_port)),
         *("--model", settings.stt_model, "--language", settings.language),
@@ -156,9 +161,9 @@ def service_programs(settings: StackSettings) -> list[Program]:
         if settings.ha_token_file is not None:
             llm += ["--ha-token-file", str(settings.ha_token_file)]
     return [
-        Program("stt", (*stt, *common)),
+        Program("stt", (*stt, *common, *private)),
         Program("tts", (*tts, *common)),
-        Program("llm", (*llm, *common)),
+        Program("llm", (*llm, *common, *private)),
     ]
 
 
@@ -172,6 +177,8 @@ def satellite_program(settings: StackSettings, extra: tuple[str, ...] = ()) -> P
     ]
     if settings.debug:
         argv.append("--debug")
+    if settings.log_transcripts:
+        argv.append("--log-transcripts")
     return Program("satellite", (*argv, *extra, *settings.satellite_args))
 
 
@@ -207,7 +214,8 @@ async def wav_turn(settings: StackSettings) -> int:
 
 
 class SatelliteTurn:
-    """Reads the satellite's log for what it heard and answered (its `Transcript:` and `Reply:` lines)."""
+    """Reads the satellite's log for what it heard and answered (its `Transcript:` and `Reply:` lines,
+    which it logs at INFO only with --log-transcripts: `satellite_wav_turn` passes it)."""
 
     _LINE = re.compile(r"\b(Transcript|Reply): (['\"])(.*)\2\s*$")
 
@@ -230,7 +238,8 @@ class SatelliteTurn:
 async def satellite_wav_turn(settings: StackSettings, group: ProcessGroup, heard: SatelliteTurn) -> int:
     assert settings.wav is not None and settings.reply_wav is not None
     extra = ("--mic-file", str(settings.wav), "--snd-file", str(settings.reply_wav))
-    once = ("--no-sounds", "--follow-up", "0", "--exit-after-turns", "1")
+    # --log-transcripts: what it heard and answered is read from its log (SatelliteTurn).
+    once = ("--no-sounds", "--follow-up", "0", "--exit-after-turns", "1", "--log-transcripts")
     await group.start(satellite_program(settings, (*extra, *once)))
     code = await group.wait("satellite")
     seconds = 0.0

@@ -29,6 +29,18 @@ def clip(value: object, limit: int = CLIP_CHARS) -> str:
     return "".join(pieces) + (f"… ({rest} more characters)" if rest > 0 else "")
 
 
+# What every command says about --log-transcripts (and its environment variable).
+LOG_TRANSCRIPTS_HELP = (
+    "Log what was heard and answered at INFO; without it such lines are DEBUG (only with "
+    "--debug): what people say at home stays out of the logs"
+)
+
+
+def transcript_level(log_transcripts: bool) -> int:
+    """The level for a line with what someone said or was told: INFO only when asked for."""
+    return logging.INFO if log_transcripts else logging.DEBUG
+
+
 def setup_logging(debug: bool, name: str) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,

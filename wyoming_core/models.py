@@ -31,6 +31,28 @@ def default_data_dir(service: str) -> Path:
     return Path(base) / "wyoming-local-voice" / service
 
 
+# Data dirs hold what people said (the conversation history): for their owner only, as the
+# XDG base directory spec asks of ~/.local/share too.
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and every missing parent with mode 0700 (mkdir -p would make the parents
+    0755). Directories that exist are left as their owner set them."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            pass  # made by another process meanwhile
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a directory")
+
+
 def package_path(package: str, *parts: str) -> Path | None:
     """Directory/file inside an installed package, or None if it is not installed."""
     try:
@@ -46,7 +68,7 @@ def package_path(package: str, *parts: str) -> Path | None:
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Inter-process lock, so two services starting at once do not build the same model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -77,7 +99,7 @@ def build_atomically(
     """
     if target.exists() and not _unfinished_builds(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target.parent)
     with file_lock(target.parent / f".{target.name}.lock"):
         # Under the lock no other process is building this target: these were left by a kill.
         for stale in _unfinished_builds(target):

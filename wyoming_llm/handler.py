@@ -17,7 +17,7 @@ from wyoming.info import Attribution, HandleModel, HandleProgram, Info
 
 from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.handler import ConnectionHandler, Route
-from wyoming_core.logs import clip
+from wyoming_core.logs import clip, transcript_level
 from wyoming_core.protocol import Limits
 
 from . import __version__
@@ -131,12 +131,15 @@ class LlmHandler(ConnectionHandler):
             _LOGGER.debug("Client %s went away before the answer's end", self.peer)
             return
         _LOGGER.debug(
-            "%s %s in %.2f s: '%s'",
+            "%s %s in %.2f s",
             clip(key),
             "answered" if outcome.handled else f"not handled ({outcome.reason})",
             time.monotonic() - started,
-            clip(outcome.text),
         )
+        # What was said is private: at INFO only with --log-transcripts.
+        level = transcript_level(self.settings.log_transcripts)
+        _LOGGER.log(level, "Transcript: '%s'", clip(transcript.text, 1000))
+        _LOGGER.log(level, "Reply: '%s'", clip(outcome.text, 1000))
 
     async def _say(self, sentence: str) -> None:
         await self.write_event(HandledChunk(text=sentence).event())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from wyoming_core.cli import EnvArgs, server_settings
 from wyoming_core.ha import HomeSettings, add_home_args, home_settings
+from wyoming_core.logs import LOG_TRANSCRIPTS_HELP
 from wyoming_core.models import default_data_dir
 from wyoming_core.server import ServerSettings
 
@@ -40,6 +41,8 @@ class LlmSettings:
     debug: bool
     # Home Assistant (MCP server) to act on the home through; None: talk only.
     home: HomeSettings | None = None
+    # Questions and answers in the log at INFO (otherwise DEBUG).
+    log_transcripts: bool = False
 
 
 def build_parser() -> EnvArgs:
@@ -87,6 +90,7 @@ def build_parser() -> EnvArgs:
     )
     args.add("--no-warm-up", action="store_true", help="Do not load the model at start-up")
     add_home_args(args, "to control the home")
+    args.add("--log-transcripts", action="store_true", help=LOG_TRANSCRIPTS_HELP)
     return args
 
 
@@ -135,4 +139,5 @@ def settings_from_args(ns: argparse.Namespace) -> LlmSettings:
         warm_up=not ns.no_warm_up,
         debug=ns.debug,
         home=home_settings(ns),
+        log_transcripts=ns.log_transcripts,
     )

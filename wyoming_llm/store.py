@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wyoming_core.models import make_private_dir
+
 _LOGGER = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -32,6 +34,8 @@ _INSERT = "INSERT INTO turns (conversation, user_text, assistant_text, at) VALUE
 
 # SQLite's files next to the database (write-ahead log, shared memory index).
 _COMPANIONS = ("-wal", "-shm")
+# What people said is in it: for the service's user only.
+PRIVATE_FILE_MODE = 0o600
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class Store:
     """The on-disk part; every method runs in a worker thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        make_private_file(path)
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=5.0)
@@ -143,6 +148,24 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def make_private_file(path: Path) -> None:
+    """Create the database file for its owner only (SQLite would make it 0644; its -wal and -shm
+    files take the database's mode), and close up one an older version left readable."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            path.chmod(PRIVATE_FILE_MODE)
+        except PermissionError as err:  # not ours: SQLite will say whether it can use it
+            _LOGGER.debug("Cannot make %s private: %s", path, err)
+        else:
+            _LOGGER.info("Made %s readable by its owner only (it was %o)", path, mode)
 
 
 def move_aside(path: Path) -> Path:

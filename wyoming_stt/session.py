@@ -19,6 +19,7 @@ from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, Transcript
 from wyoming.event import Event
 
 from wyoming_core.audio import STT_RATE, AudioFormat, StreamConverter, duration, pcm16_to_float
+from wyoming_core.logs import clip, transcript_level
 
 from .endpoint import AudioWorkers, Endpointer
 from .engine import Decoded, Engines
@@ -269,11 +270,12 @@ class TranscriptionSession:
         await self._send(event)
         await self._send(TranscriptStop().event())
         _LOGGER.info(
-            "Transcribed %.1f s of audio: %r%s",
+            "Transcribed %.1f s of audio%s",
             len(self._audio) / _BYTES_PER_SECOND,
-            text,
             f" (decode began {lead_ms:.0f} ms before audio-stop)" if lead_ms else "",
         )
+        # What was said is private: at INFO only with --log-transcripts.
+        _LOGGER.log(transcript_level(self.settings.log_transcripts), "Transcript: '%s'", clip(text, 1000))
 
     def cancel(self) -> None:
         self._stop.set()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from wyoming_core.cli import EnvArgs, server_settings
 from wyoming_core.ha import HomeSettings, add_home_args, home_settings
+from wyoming_core.logs import LOG_TRANSCRIPTS_HELP
 from wyoming_core.models import default_data_dir
 from wyoming_core.server import ServerSettings
 from wyoming_core.workers import default_workers
@@ -39,6 +40,8 @@ class SttSettings:
     home: HomeSettings | None = None
     # Seconds between two readings of those names.
     names_refresh: float = 60.0
+    # Transcripts in the log at INFO (otherwise DEBUG).
+    log_transcripts: bool = False
 
 
 def build_parser() -> EnvArgs:
@@ -97,6 +100,7 @@ def build_parser() -> EnvArgs:
         default=60.0,
         help="Seconds between two readings of Home Assistant's device and area names",
     )
+    args.add("--log-transcripts", action="store_true", help=LOG_TRANSCRIPTS_HELP)
     return args
 
 
@@ -131,4 +135,5 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         debug=ns.debug,
         home=home_settings(ns),
         names_refresh=ns.ha_names_refresh,
+        log_transcripts=ns.log_transcripts,
     )

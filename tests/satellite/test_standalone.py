@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -49,6 +48,7 @@ async def test_wav_in_spoken_reply_out(
         "0",
         "--exit-after-turns",
         "1",
+        "--log-transcripts",  # what it heard and answered is read from its log
     ).start()
     assert await sat.wait_exit(180) == 0, sat.log()
     log = sat.log()
@@ -93,6 +93,35 @@ async def test_follow_up_question_without_wake_word_same_conversation(
     assert len(asked) == 2, handle.log()
     assert "day" in asked[1][0].lower()
     assert asked[0][1] == asked[1][1] != "None"  # one conversation across turns
+
+
+async def test_what_was_said_stays_out_of_the_log_by_default(
+    tmp_path: Path, stt_service: ServiceProcess, service_factory: list[ServiceProcess]
+) -> None:
+    """Without --log-transcripts (issue 13, item 8): the turn happens, its words are not logged."""
+    handle = _start_fake(service_factory, "handle", "--reply", "The flamingo is in the kitchen.")
+    tts = _start_fake(service_factory, "tts")
+    mic = mic_wav(tmp_path / "mic.wav", 1.0, WAKE_REQUEST, 2.0)
+    sat = await SatelliteRun(
+        "--mic-file",
+        str(mic),
+        "--snd-file",
+        str(tmp_path / "out.wav"),
+        "--wake-word",
+        "hey_jarvis",
+        *_services(stt_service.uri, tts.uri, handle.uri),
+        "--follow-up",
+        "0",
+        "--exit-after-turns",
+        "1",
+    ).start()
+    assert await sat.wait_exit(120) == 0, sat.log()
+    # The whole turn happened: the question reached the handle service, the answer the TTS.
+    assert "time" in " ".join(re.findall(r"handle got '(.*)'", handle.log())).lower(), handle.log()
+    assert "flamingo" in tts.log(), tts.log()
+    log = sat.log()
+    assert "Transcript:" not in log and "Reply:" not in log, log
+    assert "flamingo" not in log and "time is it" not in log.lower(), log
 
 
 async def test_barge_in_stops_playback_and_starts_a_new_turn(
@@ -158,11 +187,7 @@ async def test_service_killed_mid_turn_error_sound_then_recovers(
         "2",
     ).start()
     # Kill the handle service while it is "thinking" about the first request.
-    await sat.wait_for("Transcript:", timeout=60)
-    for _ in range(50):
-        if "handle got" in handle.log():
-            break
-        await asyncio.sleep(0.1)
+    await until(lambda: "handle got" in handle.log(), 90, sat.log)
     handle.stop()
     log = await sat.wait_for("Playing the error sound", timeout=30)
     assert re.search(r"handle service at tcp://127\.0\.0\.1:\d+ failed", log), log
