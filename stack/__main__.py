@@ -97,7 +97,8 @@ def build_parser() -> EnvArgs:
     add(
         "--ha-url",
         default=None,
-        help="Home Assistant's URL: the conversation service controls the home through its MCP server",
+        help="Home Assistant's URL: the conversation service controls the home through its MCP "
+        "server, and the STT listens for the names of its devices",
     )
     add("--ha-token-file", type=Path, default=None, help="File with a Home Assistant long-lived access token")
     add("--debug", action="store_true", help="Debug logs from every service")
@@ -156,10 +157,13 @@ def service_programs(settings: StackSettings) -> list[Program]:
     if settings.llm_model:
         llm += ["--model", settings.llm_model]
     if settings.ha_url:
-        # The token goes by file: a command line is visible to every user of the machine.
-        llm += ["--ha-url", settings.ha_url]
+        # Home control (conversation) and the names to listen for (STT). The token goes by
+        # file: a command line is visible to every user of the machine.
+        home = ["--ha-url", settings.ha_url]
         if settings.ha_token_file is not None:
-            llm += ["--ha-token-file", str(settings.ha_token_file)]
+            home += ["--ha-token-file", str(settings.ha_token_file)]
+        llm += home
+        stt += home
     return [
         Program("stt", (*stt, *common, *private)),
         Program("tts", (*tts, *common)),
