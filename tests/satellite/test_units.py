@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -136,9 +135,15 @@ def test_sounds_are_generated_and_can_be_turned_off() -> None:
 def test_state_changes_are_logged_in_words(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="satellite.state")
     machine = StateMachine()
+    changes: list[tuple[State, State]] = []
+    machine.on_change(lambda old, new: changes.append((old, new)))
     machine.go(State.LISTENING, "wake word 'okay_nabu'")
     assert "waiting for the wake word -> listening to the request (wake word 'okay_nabu')" in caplog.text
-    assert time.monotonic() >= machine.since
+    machine.go(State.THINKING)
+    machine.go(State.THINKING)  # no change: nobody is told, nothing logged
+    assert machine.is_(State.THINKING)
+    assert changes == [(State.WAITING, State.LISTENING), (State.LISTENING, State.THINKING)]
+    assert caplog.text.count("-> waiting for the answer") == 1
 
 
 async def test_mic_and_speaker_commands(tmp_path: Path) -> None:

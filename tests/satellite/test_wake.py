@@ -55,11 +55,17 @@ def test_no_wake_on_two_minutes_of_ordinary_speech() -> None:
             parts += [speech(sentence), silence(0.4)]
             seconds += len(parts[-2]) / 32000 + 0.4
     audio = b"".join(parts)
-    assert len(audio) / 32000 >= 120.0
     start = time.process_time()
     hits = _feed(wake, audio)
     cpu = time.process_time() - start
     assert hits == [], f"false wakes at {hits}"
+    # Not deaf: the same detector, right after, still hears its wake words.
+    for phrase, name in (
+        ("Hey Jarvis, what time is it?", "hey_jarvis"),
+        ("Okay Nabu, lights on.", "okay_nabu"),
+    ):
+        heard = _feed(wake, silence(2.5) + speech(phrase) + silence(1.0))
+        assert [n for _, n in heard] == [name], (phrase, heard)
     # Informative only (CPU is shared): the benchmark holds the real target.
     print(f"wake word CPU: {100 * cpu / (len(audio) / 32000):.2f} % of a core")
 
