@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wyoming.audio import AudioChunk
 
 from discovery.voice import VoiceClient, load_audio
+from tests.support.fake_ollama import FakeOllama
 from tests.support.services import ServiceProcess, free_port
 from tests.support.speech import piper_speech
 from tests.support.wer import wer
@@ -61,11 +63,36 @@ async def test_synthesize_and_synthesize_stream(voice: VoiceClient, stt_service:
     assert sum(len(c.audio) for c in chunks) > AudioFormat(chunks[0].rate, 2, 1).bytes_per_second
 
 
-async def test_converse_keeps_the_conversation(voice: VoiceClient) -> None:
-    reply = await voice.converse("Hello there, who are you?", "voice-client-test")
-    assert isinstance(reply, Reply) and reply.text
-    pieces = [item async for item in voice.converse_stream("Tell me more.", "voice-client-test")]
-    assert isinstance(pieces[-1], Reply) and pieces[-1].text
+def _first_words(messages: list[dict[str, Any]]) -> str:
+    """A fake model whose answer shows whether the conversation's first turn reached it."""
+    users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    return f"You first said: {users[0]}"
+
+
+async def test_converse_keeps_the_conversation(
+    tmp_path: Path, stt_service: ServiceProcess, tts_service: ServiceProcess
+) -> None:
+    async with FakeOllama(reply=_first_words, tokens_per_second=100.0) as fake:
+        llm = ServiceProcess("wyoming_llm", "--ollama-url", fake.url, "--data-dir", str(tmp_path)).start()
+        try:
+            llm.wait_listening()
+            await llm.wait_ready(marker="is loaded and warm")
+            dead = f"tcp://127.0.0.1:{free_port()}"
+            voice = VoiceClient(
+                [dead, stt_service.uri], [dead, tts_service.uri], [dead, llm.uri], language="en"
+            )
+            reply = await voice.converse("Hello there, who are you?", "voice-client-test")
+            assert isinstance(reply, Reply) and reply.text == "You first said: Hello there, who are you?"
+            pieces = [item async for item in voice.converse_stream("Tell me more.", "voice-client-test")]
+            # The second answer was made with the first turn in the model's context.
+            assert isinstance(pieces[-1], Reply), pieces
+            assert pieces[-1].text == "You first said: Hello there, who are you?", pieces
+            assert fake.chats[-1].user_texts == ["Hello there, who are you?", "Tell me more."]
+            # Another conversation id starts afresh.
+            other = await voice.converse("Tell me more.", "voice-client-other")
+            assert other.text == "You first said: Tell me more.", other
+        finally:
+            llm.stop()
 
 
 async def test_a_whole_turn(voice: VoiceClient) -> None:
