@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,89 @@ def test_systemd_units_verify() -> None:
         if line.strip() and "is not executable" not in line
     ]
     assert not problems, problems
+
+
+# `systemd-analyze security` exposure, 0 (locked down) to 10 (exposed): a network service needs
+# no capability, device or namespace; the satellite needs the sound card too.
+MAX_EXPOSURE = {"stt": 3.0, "tts": 3.0, "llm": 3.0, "satellite": 4.5}
+
+
+@pytest.mark.parametrize("name", sorted(MAX_EXPOSURE))
+def test_systemd_units_are_locked_down(name: str) -> None:
+    unit = ROOT / "deploy" / "systemd" / f"wyoming-{name}.service"
+    service = _unit(unit)["Service"]
+    # Not part of the score, but what keeps the history private.
+    assert service["UMask"] == "0077" and service["StateDirectoryMode"] == "0700"
+    assert service["CapabilityBoundingSet"] == "" and service["NoNewPrivileges"] == "true"
+    assert service.get("MemoryMax") and service.get("TasksMax")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    result = _run(analyze, "security", "--offline=yes", "--no-pager", str(unit))
+    output = result.stdout + result.stderr
+    if "--offline" in output and "unrecognized" in output:
+        pytest.skip("this systemd-analyze has no --offline (systemd >= 252)")
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+    assert found, output[-3000:]
+    exposure = float(found.group(1))
+    assert exposure <= MAX_EXPOSURE[name], f"exposure {exposure} > {MAX_EXPOSURE[name]}:\n{output}"
+
+
+def test_compose_services_run_with_least_privilege() -> None:
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for name in ("stt", "tts", "llm", "satellite"):
+        service = services[name]
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["read_only"] is True and any(t.startswith("/tmp") for t in service["tmpfs"]), name
+        assert service["mem_limit"] and service["pids_limit"] > 0, name
+    ollama = services["ollama"]
+    assert ollama["cap_drop"] == ["ALL"] and "no-new-privileges:true" in ollama["security_opt"]
+    assert ollama["pids_limit"] > 0
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """deploy/requirements.lock: name -> (version, hashes)."""
+    text = (ROOT / "deploy" / "requirements.lock").read_text().replace("\\\n", " ")
+    locked: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        found = re.match(r"([A-Za-z0-9_.-]+)==(\S+)\s+(.*)$", line)
+        assert found, f"not pinned with ==: {line}"
+        name = re.sub(r"[-_.]+", "-", found.group(1)).lower()
+        locked[name] = (found.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", found.group(3)))
+    return locked
+
+
+def test_the_image_is_built_from_pinned_inputs() -> None:
+    """The base image by digest (the tag kept for readers), every Python dependency by version
+    and hash (installed with --require-hashes), and the project itself without dependencies."""
+    from packaging.requirements import Requirement
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert bases and all(
+        re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", base) for base in bases
+    ), bases
+    assert "pip install --require-hashes --no-deps -r deploy/requirements.lock" in dockerfile
+    assert "pip install --no-deps --no-build-isolation ." in dockerfile
+    assert "COPY deploy/requirements.lock" in dockerfile
+    locked = _locked()
+    assert all(hashes for _version, hashes in locked.values()), "a pin without a hash"
+    # Everything the image's extras and the build backend ask for is locked, at a version they accept.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = project["project"]["optional-dependencies"]
+    wanted = [
+        *project["project"]["dependencies"],
+        *(spec for extra in ("stt", "tts", "llm", "satellite") for spec in extras[extra]),
+        *project["build-system"]["requires"],
+    ]
+    for spec in map(Requirement, wanted):
+        name = re.sub(r"[-_.]+", "-", spec.name).lower()
+        assert name in locked, f"{spec} is not in deploy/requirements.lock: run scripts/lock-image.sh"
+        version = locked[name][0]
+        assert spec.specifier.contains(version, prereleases=True), f"{spec} does not accept {version}"
 
 
 @pytest.mark.parametrize("name", sorted(PORTS))
