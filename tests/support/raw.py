@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 from wyoming.event import Event
@@ -24,6 +25,24 @@ class RawClient:
     async def send_bytes(self, data: bytes) -> None:
         self.writer.write(data)
         await self.writer.drain()
+
+    async def send_endless_line(self, cap: int, piece: int = 64 * 1024) -> int:
+        """Send a header line that never ends, `piece` bytes at a time, until the peer cuts the
+        connection or `cap` bytes went out; return how many did. A peer that reads only up to
+        its line limit cuts it after that limit plus what the kernel's socket buffers hold."""
+        sock = self.writer.get_extra_info("socket")
+        # A fixed small send buffer (no autotuning): what got out is what the peer took in.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, piece)
+        block = b"x" * piece
+        sent = 0
+        try:
+            await self.send_bytes(b'{"type": "')
+            while sent < cap:
+                await self.send_bytes(block)
+                sent += piece
+        except ConnectionError:
+            pass
+        return sent
 
     async def send(self, event_type: str, data: dict[str, Any] | None = None, payload: bytes = b"") -> None:
         header: dict[str, Any] = {"type": event_type}
