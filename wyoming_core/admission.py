@@ -103,8 +103,8 @@ class Refusal:
     text: str
 
 
-class _RateLimitedLog:
-    """One warning now, then at most one per interval with the count of refusals in between."""
+class RateLimitedLog:
+    """One warning now, then at most one per interval, with how many were held back in between."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -116,7 +116,7 @@ class _RateLimitedLog:
         if now - self._last < self.interval:
             self._skipped += 1
             return
-        suffix = f" ({self._skipped} more refused since the last such message)" if self._skipped else ""
+        suffix = f" ({self._skipped} more like it since the last such message)" if self._skipped else ""
         _LOGGER.warning(message + suffix, *args)
         self._last, self._skipped = now, 0
 
@@ -132,8 +132,8 @@ class Admission:
         self._logged_strangers: set[str] = set()
         self._strangers_overflow = False
         self._cap_logs = {
-            OVERLOADED: _RateLimitedLog(_CAP_LOG_INTERVAL),
-            TOO_MANY_CONNECTIONS: _RateLimitedLog(_CAP_LOG_INTERVAL),
+            OVERLOADED: RateLimitedLog(_CAP_LOG_INTERVAL),
+            TOO_MANY_CONNECTIONS: RateLimitedLog(_CAP_LOG_INTERVAL),
         }
 
     def allowed(self, address: str | None) -> bool:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from wyoming import __version__ as wyoming_version
 from wyoming.error import Error
-from wyoming.event import Event, async_write_event
+from wyoming.event import Event
 
 from .admission import Admission, AdmissionSettings, peer_address
 from .handler import ConnectionHandler
+from .listen import accept_forever, tcp_listeners, unix_listener
 from .protocol import Limits
 
 _LOGGER = logging.getLogger(__name__)
@@ -26,8 +30,6 @@ HandlerFactory = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Limits], 
 
 # File descriptors the process needs besides its connections (models, pipes, zeroconf, logs).
 _SPARE_FDS = 128
-# Seconds a refused client gets to take its `error` event before the socket is cut.
-_REFUSAL_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,13 @@ def _ensure_fd_room(connections: int) -> None:
         )
 
 
-async def _refuse(writer: asyncio.StreamWriter, code: str, text: str) -> None:
-    """Tell a refused client why, without reading anything it sent, and close."""
-    event: Event = Error(text=text, code=code).event()
-    with contextlib.suppress(TimeoutError, ConnectionError, OSError, RuntimeError):
-        await asyncio.wait_for(async_write_event(event, writer), _REFUSAL_GRACE)
-    writer.close()
+def _encode(event: Event) -> bytes:
+    """An event as it goes on the wire (for a socket that gets one event and is closed)."""
+    data = json.dumps(event.data, ensure_ascii=False).encode() if event.data else b""
+    header: dict[str, object] = {"type": event.type, "version": wyoming_version}
+    if data:
+        header["data_length"] = len(data)
+    return json.dumps(header, ensure_ascii=False).encode() + b"\n" + data
 
 
 class RunningServer:
@@ -72,74 +75,91 @@ class RunningServer:
         self.settings = settings
         self._factory = factory
         self.admission = Admission(settings.admission)
-        self._server: asyncio.AbstractServer | None = None
+        self._listeners: list[socket.socket] = []
+        self._accepting: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stdio_task: asyncio.Task[None] | None = None
         self._unix_path: Path | None = None
         self.host: str | None = None
         self.port: int | None = None
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        address = peer_address(writer.get_extra_info("peername"))
+    def _on_connection(self, conn: socket.socket, peername: object) -> None:
+        """Admit or refuse a connection the moment it is accepted (no await before the decision)."""
+        address = peer_address(peername)
         if not self.admission.allowed(address):
-            writer.transport.abort()  # not a word to a stranger: closed at once
+            conn.close()  # not a word to a stranger: closed at once
             return
         refusal = self.admission.admit(address)
         if refusal is not None:
-            await _refuse(writer, refusal.code, refusal.text)
+            # A fresh socket's send buffer always takes one small event; nothing is read.
+            with contextlib.suppress(OSError):
+                conn.send(_encode(Error(text=refusal.text, code=refusal.code).event()))
+            conn.close()
             return
-        task = asyncio.current_task()
+        task = asyncio.create_task(self._serve(conn, address))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: socket.socket, address: str | None) -> None:
         try:
-            handler = self._factory(reader, writer, self.settings.limits)
-            handler.budget = self.admission.budget
-            if task is not None:
-                self._tasks.add(task)
-            await handler.run()
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader(limit=self.settings.limits.max_line_bytes)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            try:
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+            except BaseException:
+                conn.close()
+                raise
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            await self._run_handler(reader, writer)
         finally:
             self.admission.leave(address)
-            if task is not None:
-                self._tasks.discard(task)
+
+    async def _run_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = self._factory(reader, writer, self.settings.limits)
+        handler.budget = self.admission.budget
+        await handler.run()
 
     async def start(self) -> None:
         parsed = urlparse(self.settings.uri)
-        limit = self.settings.limits.max_line_bytes
         if parsed.scheme in ("tcp", "unix"):
             _ensure_fd_room(self.settings.admission.max_connections)
         if parsed.scheme == "tcp":
             if parsed.hostname is None or parsed.port is None:
                 raise ValueError(f"tcp:// URI needs a host and a port: {self.settings.uri}")
-            self._server = await asyncio.start_server(
-                self._on_client, parsed.hostname, parsed.port, limit=limit, reuse_address=True
-            )
-            sockname = self._server.sockets[0].getsockname()
-            self.host, self.port = parsed.hostname, int(sockname[1])
+            self._listeners = await tcp_listeners(parsed.hostname, parsed.port)
+            self.host, self.port = parsed.hostname, int(self._listeners[0].getsockname()[1])
         elif parsed.scheme == "unix":
             self._unix_path = Path(parsed.netloc + parsed.path)
-            self._unix_path.unlink(missing_ok=True)
-            self._server = await asyncio.start_unix_server(
-                self._on_client, path=str(self._unix_path), limit=limit
-            )
+            self._listeners = [unix_listener(self._unix_path)]
         elif parsed.scheme == "stdio":
+            limit = self.settings.limits.max_line_bytes
             loop = asyncio.get_running_loop()
             reader = asyncio.StreamReader(limit=limit)
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
             transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
             writer = asyncio.StreamWriter(transport, protocol, None, loop)
-            self._stdio_task = asyncio.create_task(self._on_client(reader, writer))
+            self._stdio_task = asyncio.create_task(self._run_handler(reader, writer))
         else:
             raise ValueError(
                 f"Unsupported URI {self.settings.uri!r}: use tcp://HOST:PORT, unix://PATH or stdio://"
             )
+        self._accepting = [
+            asyncio.create_task(accept_forever(sock, self._on_connection)) for sock in self._listeners
+        ]
 
     async def wait(self) -> None:
         if self._stdio_task is not None:
             await self._stdio_task
-        elif self._server is not None:
-            await self._server.serve_forever()
+        elif self._accepting:
+            await asyncio.gather(*self._accepting)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for task in self._accepting:
+            task.cancel()
+        await asyncio.gather(*self._accepting, return_exceptions=True)
+        for sock in self._listeners:
+            sock.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
