@@ -224,7 +224,8 @@ class Home:
         result = await self.link.call(command.intent, tool_arguments(command.slots, tool.schema))
         done = _targets(result, "success")
         if not result.ok or not done:
-            _LOGGER.info("Home Assistant did not carry out %s: %s", command.intent, clip(result.text))
+            _LOGGER.info("Home Assistant did not carry out %s", command.intent)
+            _LOGGER.debug("Home Assistant said: %s", clip(result.text))
             return Spoken(replies.failure(command.intent, target, result.text), False, "action-failed")
         _LOGGER.info("Carried out %s on %s", command.intent, ", ".join(v.name for v in done))
         text = responses.render(command.intent, command.response, slots=slots, state=done[0], matched=done)
