@@ -5,9 +5,12 @@
         for service in browser.of_kind("asr"):
             print(service.name, service.uri, service.offers)
 
-Every service found is asked to `describe` itself; services are re-described every
-`recheck_interval` seconds, so one that stops answering without a goodbye (a crash, a
-pulled plug) is marked as not answering until it comes back or its record expires.
+Every service found is asked to `describe` itself (within `describe_timeout` in all);
+services are re-described every `recheck_interval` seconds, so one that stops answering
+without a goodbye (a crash, a pulled plug) is marked as not answering until it comes back or
+its record expires. An advert that points at a loopback or link-local address is only believed
+if a responder on this host announces it (`discovery.locality`): otherwise it is listed with an
+error and never contacted.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from wyoming_core.client import VoiceError, describe
 
 from . import SERVICE_TYPE
 from .catalog import KINDS, Offer, offers
+from .locality import announced_here, local_only
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class FoundService:
     error: str | None = None  # why describe failed; None when it answered
     info: Info | None = field(default=None, compare=False, repr=False)
     seen_at: float = field(default=0.0, compare=False)
+    # An advert not believed (see discovery.locality): never contacted, never used.
+    refused: bool = False
 
     @property
     def uri(self) -> str:
@@ -197,9 +203,21 @@ class Browser:
             addresses = info.parsed_addresses(IPVersion.V4Only)
             if not addresses or info.port is None:
                 return
-            found = await describe_service(
-                instance_name(full_name), addresses[0], info.port, self.describe_timeout
-            )
+            name, address, port = instance_name(full_name), addresses[0], info.port
+            if local_only(address) and not await announced_here(full_name, port):
+                # Not a word to it: the address may be a port on this machine or a neighbour's.
+                refused = FoundService(
+                    name,
+                    address,
+                    port,
+                    error=f"advertised with the address {address}, which only this host may "
+                    "announce, but not announced on this host; ignored",
+                    seen_at=time.monotonic(),
+                    refused=True,
+                )
+                self._store(full_name, refused)
+                return
+            found = await describe_service(name, address, port, self.describe_timeout)
             self._store(full_name, found)
         finally:
             if self._pending.get(full_name) is asyncio.current_task():
@@ -207,12 +225,14 @@ class Browser:
 
     def _store(self, full_name: str, found: FoundService) -> None:
         before = self._services.get(full_name)
-        if found.error and before is not None:
+        if found.error and before is not None and not found.refused and not before.refused:
             # Remember what it offered: it is still that kind of service, only not answering.
             found = replace(found, offers=before.offers, info=before.info)
         self._services[full_name] = found
         if before != found:
-            if found.error:
+            if found.refused:
+                _LOGGER.warning("Ignoring the advert of %s at %s: %s", found.name, found.uri, found.error)
+            elif found.error:
                 _LOGGER.info("%s at %s is not answering: %s", found.name, found.uri, found.error)
             else:
                 _LOGGER.info("%s at %s offers %s", found.name, found.uri, ", ".join(found.kinds) or "nothing")
@@ -220,7 +240,8 @@ class Browser:
 
     async def recheck(self) -> None:
         """Describe every known service again now."""
-        entries = list(self._services.items())
+        # Refused adverts are not contacted again; only a new advert can change them.
+        entries = [(n, s) for n, s in self._services.items() if not s.refused]
         results = await asyncio.gather(
             *(describe_service(s.name, s.host, s.port, self.describe_timeout) for _, s in entries)
         )

@@ -148,6 +148,7 @@ class HaBackend(Backend):
         self._tts_open = False  # between audio-start and audio-stop from HA
         self._discard = False  # drop the rest of an interrupted reply stream
         self._refused = False  # the rest of this reply stream is dropped (bad format, too long)
+        self._stream_seconds = 0.0  # audio accepted from this reply stream so far
         self._converter: StreamConverter | None = None
         self._source_format = MIC_FORMAT
         self._generation = 0
@@ -336,6 +337,7 @@ class HaBackend(Backend):
     async def on_audio_start(self, conn: HaConnection, event: Event) -> None:
         self._tts_open = True
         self._refused = False
+        self._stream_seconds = 0.0
         self._converter = None
         if self._streaming and not self._discard:
             # A reply cannot start while the request is still being streamed: this is the
@@ -369,16 +371,19 @@ class HaBackend(Backend):
         fmt = self._checked_format(event)
         audio = event.payload or b""
         player = self.sat.player
-        # Checked before converting: a small chunk at a low rate can be hours of audio.
-        if len(audio) / fmt.bytes_per_second > player.room_seconds:
+        # Checked before converting: a small chunk at a low rate can be hours of audio. Both the
+        # queue and the whole stream are bounded (a stream paced in real time never fills the queue).
+        seconds = len(audio) / fmt.bytes_per_second
+        if seconds > min(player.room_seconds, player.max_queued_seconds - self._stream_seconds):
             self._refuse_stream()
             what = "reply" if self._in_turn else "announcement"
             raise RequestError(
                 TOO_LONG,
-                f"More than {player.max_queued_seconds:g} s of audio to play at once "
+                f"More than {player.max_queued_seconds:g} s of audio to play "
                 f"(--max-playback-seconds); the rest of this {what} is dropped",
                 close=False,
             )
+        self._stream_seconds += seconds
         pcm = self._converter.convert(audio, fmt)
         if player.enqueue(pcm, self._generation) is not None and not self.sat.sm.is_(State.SPEAKING):
             if self.sat.sm.is_(State.LISTENING):

@@ -1,6 +1,9 @@
 """Where the standalone satellite's services are, and whether they are up.
 
-Services not given on the command line are found with zeroconf (`discovery.browse`).
+Services not given on the command line are found with zeroconf (`discovery.browse`). Anyone on
+the network may advertise one, so `--stt-name`/`--tts-name`/`--handle-name` pin a kind to one
+exact instance name (and `--service-filter` narrows by part of the name); `discovery.browse`
+already refuses loopback and link-local adverts that this host did not announce.
 
 A service that fails is logged by name and probed with `describe` at growing intervals
 (1 s, 2 s, 4 s ... 30 s) until it answers again; turns keep being tried meanwhile, so the
@@ -13,14 +16,19 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wyoming_core.client import ServiceUnavailable, VoiceError, describe
 
 from .settings import TurnSettings
 
+if TYPE_CHECKING:
+    from discovery.browse import FoundService
+
 _LOGGER = logging.getLogger(__name__)
 
 LABELS = {"asr": "STT", "tts": "TTS", "handle": "handle"}
+_FLAG = {"asr": "stt", "tts": "tts", "handle": "handle"}
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 
@@ -59,25 +67,44 @@ class ServiceDirectory:
                 _LOGGER.warning("Zeroconf browsing failed: %s", err)
                 return
             for kind in missing:
-                for service in found:
-                    wanted = self.settings.service_filter
-                    if wanted and wanted not in service.name:
-                        continue
-                    if service.answering and service.offers_kind(kind):
-                        self._entries[kind].uri = service.uri
-                        _LOGGER.info("Using %s service %r at %s", LABELS[kind], service.name, service.uri)
-                        break
+                pinned = self._pinned(kind)
+                usable = [s for s in found if s.answering and s.offers_kind(kind) and self._wanted(kind, s)]
+                if usable:
+                    service = usable[0]
+                    self._entries[kind].uri = service.uri
+                    _LOGGER.info("Using %s service %r at %s", LABELS[kind], service.name, service.uri)
+                elif pinned is not None:
+                    _LOGGER.warning(
+                        "No %s service named %r answers over zeroconf (--%s-name); "
+                        "python -m discovery lists what is there",
+                        LABELS[kind],
+                        pinned,
+                        _FLAG[kind],
+                    )
                 else:
                     _LOGGER.warning("No %s service found over zeroconf", LABELS[kind])
+
+    def _pinned(self, kind: str) -> str | None:
+        return {
+            "asr": self.settings.stt_name,
+            "tts": self.settings.tts_name,
+            "handle": self.settings.handle_name,
+        }[kind]
+
+    def _wanted(self, kind: str, service: FoundService) -> bool:
+        pinned = self._pinned(kind)
+        # DNS names are case-insensitive; otherwise the whole name must match.
+        if pinned is not None and service.name.casefold() != pinned.casefold():
+            return False
+        wanted = self.settings.service_filter
+        return not wanted or wanted in service.name
 
     async def uri(self, kind: str) -> str:
         entry = self._entries[kind]
         if entry.uri is None:
             await self.discover()
         if entry.uri is None:
-            raise ServiceUnavailable(
-                f"No {LABELS[kind]} service: give --{'stt' if kind == 'asr' else kind}-uri"
-            )
+            raise ServiceUnavailable(f"No {LABELS[kind]} service: give --{_FLAG[kind]}-uri")
         return entry.uri
 
     async def tts_streams(self, uri: str) -> bool:

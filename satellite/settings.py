@@ -28,8 +28,8 @@ class AudioSettings:
     chunk_seconds: float = 0.02
     # How far ahead of real time audio is handed to the speaker: the most a barge-in can still let out.
     playback_lead: float = 0.06
-    # Most audio from Home Assistant queued for the speaker at once (HA sends a reply faster
-    # than real time); a reply or announcement beyond it is cut with an error.
+    # Longest reply or announcement in seconds of audio, so also the most queued for the
+    # speaker at once (HA sends a reply faster than real time); the rest is cut with an error.
     max_playback_seconds: float = 300.0
     mic_file_loop: bool = False
 
@@ -64,6 +64,10 @@ class TurnSettings:
     tts_timeout: float = 30.0
     discover_seconds: float = 3.0
     service_filter: str | None = None  # only discovered services whose name contains this
+    # Exact zeroconf instance names to use (pinned): no other advert is trusted for that kind.
+    stt_name: str | None = None
+    tts_name: str | None = None
+    handle_name: str | None = None
     # What was heard and answered in the log at INFO (otherwise DEBUG); both modes.
     log_transcripts: bool = False
 
@@ -136,8 +140,9 @@ def build_parser() -> EnvArgs:
         "--max-playback-seconds",
         type=float,
         default=AudioSettings.max_playback_seconds,
-        help="Most audio from Home Assistant queued for the speaker at once, in seconds; audio "
-        "beyond it is dropped and HA gets an 'audio-too-long' error",
+        help="Longest reply or announcement, in seconds of audio (so also the most queued for the "
+        "speaker): the rest is dropped (HA gets an 'audio-too-long' error; standalone, the turn "
+        "ends with the error sound)",
     )
     add("--list-devices", action="store_true", help="List pyaudio devices and exit")
     # Wake
@@ -170,6 +175,13 @@ def build_parser() -> EnvArgs:
     add("--tts-timeout", type=float, default=30.0, help="Seconds between TTS audio chunks")
     add("--discover-seconds", type=float, default=3.0, help="How long to browse zeroconf for services")
     add("--service-filter", default=None, help="Use only discovered services whose name contains this")
+    for kind, what in (("stt", "STT"), ("tts", "TTS"), ("handle", "handle")):
+        add(
+            f"--{kind}-name",
+            default=None,
+            help=f"Use only the {what} service advertised under exactly this zeroconf name "
+            f"(see python -m discovery); when --{kind}-uri is not given",
+        )
     # Sounds
     for kind, what in (
         ("wake", "when woken"),
@@ -230,6 +242,9 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         tts_timeout=ns.tts_timeout,
         discover_seconds=ns.discover_seconds,
         service_filter=ns.service_filter,
+        stt_name=ns.stt_name,
+        tts_name=ns.tts_name,
+        handle_name=ns.handle_name,
         log_transcripts=ns.log_transcripts,
     )
     sounds = SoundSettings(

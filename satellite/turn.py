@@ -8,12 +8,14 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from wyoming_core.audio import AudioFormat
+from wyoming_core.audio import AudioFormat, AudioFormatError, check_format
 from wyoming_core.client import (
+    ProtocolViolation,
     Reply,
+    ServiceTimeout,
     Transcription,
     VoiceError,
     converse_stream,
@@ -29,6 +31,21 @@ from .settings import MIC_FORMAT, TurnSettings
 from .state import State
 
 _LOGGER = logging.getLogger(__name__)
+
+# The services are not trusted to end a reply: a transcript or an answer is text, and this is
+# far more than any real one (a TTS reply is bounded by --max-playback-seconds instead).
+_TEXT_REPLY_BYTES = 1024 * 1024
+# The richest audio a TTS plausibly sends (48 kHz, 16 bit, stereo): with --max-playback-seconds,
+# a bound on the bytes of one spoken reply whatever format it claims.
+_TTS_BYTES_PER_SECOND = 48000 * 2 * 2
+
+
+def _checked(rate: object, width: object, channels: object) -> AudioFormat:
+    """The format of TTS audio, checked before anything is computed from it."""
+    try:
+        return check_format(rate, width, channels)
+    except AudioFormatError as err:
+        raise ProtocolViolation(f"unusable audio: {err}") from None
 
 
 class StageError(Exception):
@@ -134,7 +151,8 @@ class StandaloneBackend(Backend):
                 await self._end(follow_up=False)
                 return
             reply = await self._answer(text, timing)
-            await self.sat.player.wait_done(timeout=300)
+            with contextlib.suppress(TimeoutError):  # the reply is bounded; the speaker may not be
+                await self.sat.player.wait_done(timeout=self.sat.player.max_queued_seconds + 30)
             timing.log()
             await self._end(follow_up=reply.rstrip().endswith("?"))
         except StageError as err:
@@ -151,18 +169,34 @@ class StandaloneBackend(Backend):
         await self.sat.end_turn(error=error, follow_up=follow_up)
 
     async def _transcribe(self, audio: asyncio.Queue[bytes | None], timing: Timing) -> str:
+        stt_timeout = self.settings.stt_timeout
+        # While the user speaks the VAD bounds the turn; once speech is over, the transcript must
+        # come within --stt-timeout in all, however many partials the service sends meanwhile.
+        deadline = asyncio.timeout(None)
+        loop = asyncio.get_running_loop()
+
         async def chunks() -> AsyncIterator[bytes]:
             while (chunk := await audio.get()) is not None:
                 yield chunk
+            deadline.reschedule(loop.time() + stt_timeout)
 
         uri = await self._uri("asr")
         result: Transcription | None = None
         try:
-            async for item in transcribe_stream(
-                uri, chunks(), MIC_FORMAT, language=self.settings.language, timeout=self.settings.stt_timeout
-            ):
-                if isinstance(item, Transcription):
-                    result = item
+            async with deadline:
+                async for item in transcribe_stream(
+                    uri,
+                    chunks(),
+                    MIC_FORMAT,
+                    language=self.settings.language,
+                    timeout=stt_timeout,
+                    max_bytes=_TEXT_REPLY_BYTES,
+                ):
+                    if isinstance(item, Transcription):
+                        result = item
+        except TimeoutError:
+            err = ServiceTimeout(f"no transcript within {stt_timeout:g} s of the end of speech")
+            raise StageError("asr", err) from None
         except VoiceError as err:
             raise StageError("asr", err) from err
         self.services.ok("asr")
@@ -178,18 +212,26 @@ class StandaloneBackend(Backend):
         except VoiceError as err:
             raise StageError(kind, err) from err
 
-    async def _tts(self, uri: str, pieces: AsyncIterator[str]) -> AsyncIterator[tuple[bytes, AudioFormat]]:
+    async def _tts(
+        self, uri: str, pieces: AsyncIterator[str]
+    ) -> AsyncGenerator[tuple[bytes, AudioFormat], None]:
         """Streaming TTS when the service supports it; else one plain `synthesize` per sentence."""
         voice, language, timeout = self.settings.voice, self.settings.language, self.settings.tts_timeout
+        max_bytes = int(self.sat.player.max_queued_seconds * _TTS_BYTES_PER_SECOND)
         if await self.services.tts_streams(uri):
-            async for chunk in synthesize_stream(
-                uri, pieces, voice=voice, language=language, timeout=timeout
-            ):
-                yield chunk.audio, AudioFormat(chunk.rate, chunk.width, chunk.channels)
+            stream = synthesize_stream(
+                uri, pieces, voice=voice, language=language, timeout=timeout, max_bytes=max_bytes
+            )
+            async with contextlib.aclosing(stream):  # closed at once when the reply is cut
+                async for chunk in stream:
+                    yield chunk.audio, _checked(chunk.rate, chunk.width, chunk.channels)
             return
         async for piece in pieces:
-            speech = await synthesize(uri, piece, voice=voice, language=language, timeout=timeout)
-            yield speech.audio, speech.format
+            speech = await synthesize(
+                uri, piece, voice=voice, language=language, timeout=timeout, max_bytes=max_bytes
+            )
+            fmt = speech.format
+            yield speech.audio, _checked(fmt.rate, fmt.width, fmt.channels)
 
     async def _answer(self, text: str, timing: Timing) -> str:
         """Handle and TTS run together: each sentence is spoken as soon as it arrives."""
@@ -197,6 +239,7 @@ class StandaloneBackend(Backend):
         tts_uri = await self._uri("tts")
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         reply_text: list[str] = []
+        handled = asyncio.Event()  # the handle service's answer is complete
 
         async def handle() -> None:
             streamed = False
@@ -207,6 +250,7 @@ class StandaloneBackend(Backend):
                     self.conversation_id,
                     language=self.settings.language,
                     timeout=self.settings.handle_timeout,
+                    max_bytes=_TEXT_REPLY_BYTES,
                 ):
                     if isinstance(item, Reply):
                         reply_text.append(item.text)
@@ -225,6 +269,7 @@ class StandaloneBackend(Backend):
                 raise StageError("handle", err) from err
             finally:
                 sentences.put_nowait(None)
+            handled.set()
             self.services.ok("handle")
 
         async def pieces() -> AsyncIterator[str]:
@@ -245,20 +290,31 @@ class StandaloneBackend(Backend):
                 async for piece in pieces():
                     yield piece
 
+            spoken, limit = 0.0, player.max_queued_seconds
             try:
-                async for audio, fmt in self._tts(tts_uri, all_pieces()):
-                    timing.first_chunk = timing.first_chunk or time.monotonic()
-                    pcm = converter.convert(audio, fmt)
-                    starts = player.enqueue(pcm, generation)
-                    if starts is not None and not timing.first_audio:
-                        timing.first_audio = starts
-                        self.sat.sm.go(State.SPEAKING, "first reply audio")
+                async with contextlib.aclosing(self._tts(tts_uri, all_pieces())) as audio_stream:
+                    async for audio, fmt in audio_stream:
+                        timing.first_chunk = timing.first_chunk or time.monotonic()
+                        # Counted before converting: a few bytes at a low rate can be hours.
+                        spoken += len(audio) / fmt.bytes_per_second
+                        if spoken > limit:
+                            raise ProtocolViolation(
+                                f"the reply is longer than {limit:g} s of audio (--max-playback-seconds)"
+                            )
+                        pcm = converter.convert(audio, fmt)
+                        starts = player.enqueue(pcm, generation)
+                        if starts is not None and not timing.first_audio:
+                            timing.first_audio = starts
+                            self.sat.sm.go(State.SPEAKING, "first reply audio")
             except VoiceError as err:
                 raise StageError("tts", err) from err
             self.services.ok("tts")
 
+        # A reply plays as it comes, so it cannot rightly take much longer than its audio: the
+        # whole answer (handle and TTS) gets --handle-timeout plus --max-playback-seconds.
+        overall = self.settings.handle_timeout + self.sat.player.max_queued_seconds
         try:
-            async with asyncio.TaskGroup() as group:
+            async with asyncio.timeout(overall), asyncio.TaskGroup() as group:
                 group.create_task(handle())
                 group.create_task(speak())
         except ExceptionGroup as group:
@@ -266,6 +322,10 @@ class StandaloneBackend(Backend):
             if isinstance(first, StageError):
                 raise first from None
             raise
+        except TimeoutError:
+            kind = "tts" if handled.is_set() else "handle"
+            err = ServiceTimeout(f"the answer was not over within {overall:g} s")
+            raise StageError(kind, err) from None
         reply = " ".join(reply_text).strip()
         _LOGGER.log(transcript_level(self.settings.log_transcripts), "Reply: %r", reply)
         return reply

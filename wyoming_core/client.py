@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,6 +42,13 @@ CLIENT_LIMITS = Limits(
     max_line_bytes=1024 * 1024,
     max_data_bytes=8 * 1024 * 1024,
     max_payload_bytes=64 * 1024 * 1024,
+    idle_timeout=None,
+)
+# `info` is text (a service's programs, models and voices): ample room, but no 64 MiB payloads.
+DESCRIBE_LIMITS = Limits(
+    max_line_bytes=64 * 1024,
+    max_data_bytes=4 * 1024 * 1024,
+    max_payload_bytes=64 * 1024,
     idle_timeout=None,
 )
 
@@ -123,6 +131,20 @@ class Connection:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     _closed: bool = field(default=False)
+    limits: Limits = CLIENT_LIMITS
+    # Most bytes (payloads and data) this connection may receive in all; None: no bound. A
+    # service is not trusted to end its reply: past this, ProtocolViolation.
+    max_bytes: int | None = None
+    received: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes is not None:
+            # No single event may be larger than the whole budget: refused before it is read.
+            self.limits = replace(
+                self.limits,
+                max_data_bytes=min(self.limits.max_data_bytes, self.max_bytes),
+                max_payload_bytes=min(self.limits.max_payload_bytes, self.max_bytes),
+            )
 
     async def __aenter__(self) -> Connection:
         await self.open()
@@ -168,7 +190,7 @@ class Connection:
         """Next event; `error` events become ServiceError, EOF ServiceUnavailable."""
         assert self.reader is not None
         try:
-            event = await asyncio.wait_for(read_event(self.reader, CLIENT_LIMITS), timeout or self.timeout)
+            event = await asyncio.wait_for(read_event(self.reader, self.limits), timeout or self.timeout)
         except TimeoutError:
             raise ServiceTimeout(f"{self.uri} did not answer within {timeout or self.timeout:g} s") from None
         except ProtocolError as err:
@@ -177,6 +199,12 @@ class Connection:
             raise ServiceUnavailable(f"Connection to {self.uri} lost: {err}") from err
         if event is None:
             raise ServiceUnavailable(f"{self.uri} closed the connection")
+        if self.max_bytes is not None:
+            self.received += len(event.payload or b"")
+            if event.data:
+                self.received += len(json.dumps(event.data, ensure_ascii=False))
+            if self.received > self.max_bytes:
+                raise ProtocolViolation(f"{self.uri} sent more than {self.max_bytes} bytes in one reply")
         if Error.is_type(event.type):
             error = Error.from_event(event)
             raise ServiceError(error.code, error.text)
@@ -184,12 +212,18 @@ class Connection:
 
 
 async def describe(uri: str, timeout: float = 5.0) -> Info:
-    async with Connection(uri, timeout) as conn:
-        await conn.send(Describe())
-        while True:
-            event = await conn.receive()
-            if Info.is_type(event.type):
-                return Info.from_event(event)
+    """The service's `info`, within `timeout` seconds in all (connecting included): a service
+    that streams other events instead, or an endless info, cannot stall the caller."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with Connection(uri, timeout, limits=DESCRIBE_LIMITS) as conn:
+                await conn.send(Describe())
+                while True:
+                    event = await conn.receive()
+                    if Info.is_type(event.type):
+                        return Info.from_event(event)
+    except TimeoutError:
+        raise ServiceTimeout(f"{uri} did not describe itself within {timeout:g} s") from None
 
 
 def _chunks(audio: bytes, fmt: AudioFormat, seconds: float) -> Iterable[bytes]:
@@ -217,9 +251,10 @@ async def transcribe_stream(
     *,
     language: str | None = None,
     timeout: float = 60.0,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[Partial | Transcription]:
     """Send audio as it comes; yield `Partial`s, then the final `Transcription`."""
-    async with Connection(uri, timeout) as conn:
+    async with Connection(uri, timeout, max_bytes=max_bytes) as conn:
         await conn.send(Transcribe(language=language))
         await conn.send(AudioStart(rate=fmt.rate, width=fmt.width, channels=fmt.channels))
         audio_stop_at = 0.0
@@ -235,6 +270,7 @@ async def transcribe_stream(
 
         send_task = asyncio.create_task(sender())
         partials: list[str] = []
+        receive: asyncio.Future[Event] | None = None
         try:
             while True:
                 receive = asyncio.ensure_future(
@@ -268,6 +304,9 @@ async def transcribe_stream(
                 elif not (TranscriptStart.is_type(event.type) or TranscriptStop.is_type(event.type)):
                     continue
         finally:
+            # Cut short (a deadline, a cancel): nothing may be left reading the closed connection.
+            if receive is not None and not receive.done():
+                receive.cancel()
             if not send_task.done():
                 send_task.cancel()
                 with contextlib.suppress(BaseException):
@@ -321,9 +360,10 @@ async def synthesize(
     speaker: str | None = None,
     language: str | None = None,
     timeout: float = 60.0,
+    max_bytes: int | None = None,
 ) -> Speech:
     """Plain `synthesize`: one request, audio until the first `audio-stop`."""
-    async with Connection(uri, timeout) as conn:
+    async with Connection(uri, timeout, max_bytes=max_bytes) as conn:
         await conn.send(Synthesize(text=text, voice=_voice(voice, speaker, language)))
         return await _gather_speech(_collect_audio(conn, (AudioStop().event().type,), timeout))
 
@@ -351,9 +391,10 @@ async def synthesize_stream(
     speaker: str | None = None,
     language: str | None = None,
     timeout: float = 60.0,
-) -> AsyncIterator[AudioChunk]:
+    max_bytes: int | None = None,
+) -> AsyncGenerator[AudioChunk, None]:
     """Streaming TTS: send text pieces as they come, yield audio chunks as they are ready."""
-    async with Connection(uri, timeout) as conn:
+    async with Connection(uri, timeout, max_bytes=max_bytes) as conn:
         await conn.send(SynthesizeStart(voice=_voice(voice, speaker, language)))
 
         async def sender() -> None:
@@ -395,12 +436,13 @@ async def converse_stream(
     language: str | None = None,
     context: dict[str, Any] | None = None,
     timeout: float = 60.0,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[str | Reply]:
     """Yield each sentence as the handler streams it, then the final `Reply`."""
     ctx = dict(context or {})
     if conversation_id is not None:
         ctx.setdefault("conversation_id", conversation_id)
-    async with Connection(uri, timeout) as conn:
+    async with Connection(uri, timeout, max_bytes=max_bytes) as conn:
         await conn.send(Transcript(text=text, language=language, context=ctx or None))
         chunks: list[str] = []
         while True:

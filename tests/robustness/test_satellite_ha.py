@@ -314,6 +314,29 @@ async def test_a_long_reply_is_cut_at_the_bound_with_an_error(start_satellite: S
         await peer.close()
 
 
+async def test_a_reply_paced_in_real_time_is_cut_at_the_bound_too(start_satellite: Start) -> None:
+    """A stream sent no faster than it plays never fills the queue: the bound is on the stream."""
+    sat = await start_satellite("--no-sounds", "--max-playback-seconds", "3")
+    peer = await Peer.connect(sat.port, address(1))
+    try:
+        await peer.send("run-satellite")
+        mark = sat.snd_bytes()
+        await peer.send("audio-start", SND_DATA)
+        pcm = tone(0.5)
+        refused: Event | None = None
+        for _ in range(40):  # 20 s of audio at most, half a second at a time
+            await peer.send("audio-chunk", SND_DATA, pcm)
+            with contextlib.suppress(TimeoutError):
+                refused = await peer.next("error", 0.5)  # also paces the stream
+                break
+        assert refused is not None and refused.data["code"] == "audio-too-long", refused
+        await peer.send("audio-stop")
+        await peer.next("played", 30)
+        assert sat.loud_seconds(mark) <= 3.5
+    finally:
+        await peer.close()
+
+
 # ---- who is the peer --------------------------------------------------------------------------
 
 
