@@ -3,16 +3,27 @@
     python -m tests.satellite.fake_services --uri tcp://127.0.0.1:PORT handle --reply "..." --delay 0.2
     python -m tests.satellite.fake_services --uri tcp://127.0.0.1:PORT tts [--speech]
 
-They log what they receive (`handle got ...`, `tts got ...`) for the tests to check.
+With `--record FILE` each request they receive, and what became of it, is appended to FILE
+as a JSON line (`{"at": monotonic, "event": ..., ...}`) for the test to read: `FakeService`
+starts one that way and reads it back. They also log what they receive (`handle got ...`).
+
+Records: handle `transcript` (text, conversation_id), `answered` (text), `cancelled` (the
+client hung up mid-answer); tts `synthesize-start`, `synthesize-chunk` (text), `synthesize`
+(text, plain requests only), `audio-sent` (text, seconds), `synthesize-stop`, `cancelled`;
+wake `audio-start`, `detection` (name).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from wyoming.asr import Transcript
@@ -32,6 +43,7 @@ from wyoming.info import (
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStopped
 from wyoming.wake import Detection
 
+from tests.support.services import ServiceProcess
 from wyoming_core.audio import float_to_pcm16
 from wyoming_core.handler import ConnectionHandler, Route
 from wyoming_core.protocol import Limits
@@ -40,6 +52,40 @@ from wyoming_core.server import ServerSettings, serve
 _LOGGER = logging.getLogger("fake")
 _ATTR = Attribution(name="test", url="https://example.invalid")
 RATE = 22050
+
+
+class Recorder:
+    """Appends one JSON line per fact to a file (or nowhere); each line is flushed at once."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.path is not None:
+            with self.path.open("a") as out:
+                out.write(json.dumps({"at": time.monotonic(), "event": event, **fields}) + "\n")
+
+
+class FakeService(ServiceProcess):
+    """A fake service process whose request record the test can read."""
+
+    def __init__(self, record: Path, kind: str, *args: str, zeroconf: str | None = None) -> None:
+        self.record_path = record
+        record.unlink(missing_ok=True)
+        front = ["--record", str(record)] + (["--zeroconf", zeroconf] if zeroconf else [])
+        super().__init__("tests.satellite.fake_services", *front, kind, *args)
+
+    def records(self, event: str | None = None) -> list[dict[str, Any]]:
+        """What the fake recorded so far, oldest first (only `event` ones if given)."""
+        if not self.record_path.exists():
+            return []
+        lines = self.record_path.read_text().splitlines()
+        # A line being written right now may be incomplete: only whole lines count.
+        found = [json.loads(line) for line in lines if line.endswith("}")]
+        return [r for r in found if event is None or r["event"] == event]
+
+    def texts(self, event: str) -> list[str]:
+        return [str(r["text"]) for r in self.records(event)]
 
 
 def tone_speech(text: str) -> bytes:
@@ -66,6 +112,7 @@ class FakeHandle(ConnectionHandler):
         args: argparse.Namespace,
     ) -> None:
         self.args = args
+        self.record = Recorder(args.record)
         self.answering = False
         super().__init__(reader, writer, limits)
 
@@ -91,6 +138,7 @@ class FakeHandle(ConnectionHandler):
         transcript = Transcript.from_event(event)
         conversation = (transcript.context or {}).get("conversation_id")
         _LOGGER.info("handle got %r conversation_id=%s", transcript.text, conversation)
+        self.record("transcript", text=transcript.text, conversation_id=conversation)
         sentences = [s for s in re.split(r"(?<=[.?!])\s+", self.args.reply) if s]
         self.answering = True
         await self.write_event(HandledStart().event())
@@ -102,11 +150,13 @@ class FakeHandle(ConnectionHandler):
         await self.write_event(HandledStop().event())
         await self.write_event(Handled(text=self.args.reply).event())
         self.answering = False
+        self.record("answered", text=self.args.reply)
         return True
 
     async def disconnect(self) -> None:
         if self.answering:  # the client hung up mid-answer: it cancelled the request
             _LOGGER.info("handle answer cancelled by the client")
+            self.record("cancelled")
 
 
 class FakeTts(ConnectionHandler):
@@ -117,9 +167,11 @@ class FakeTts(ConnectionHandler):
         limits: Limits,
         speak: Callable[[str], bytes],
         can_stream: bool = True,
+        record: Recorder | None = None,
     ) -> None:
         self.speak = speak
         self.can_stream = can_stream
+        self.record = record or Recorder(None)
         self.streaming = False
         super().__init__(reader, writer, limits)
 
@@ -157,18 +209,22 @@ class FakeTts(ConnectionHandler):
                 AudioChunk(rate=RATE, width=2, channels=1, audio=pcm[start : start + step]).event()
             )
         await self.write_event(AudioStop().event())
+        self.record("audio-sent", text=text, seconds=len(pcm) / (RATE * 2))
 
     async def _start(self, event: Event) -> bool:
         self.streaming = True
+        self.record("synthesize-start")
         return True
 
     async def disconnect(self) -> None:
         if self.streaming:  # the client hung up mid-stream: it cancelled the request
             _LOGGER.info("tts stream cancelled by the client")
+            self.record("cancelled")
 
     async def _chunk(self, event: Event) -> bool:
         text = SynthesizeChunk.from_event(event).text
         _LOGGER.info("tts got %r", text)
+        self.record("synthesize-chunk", text=text)
         await self._audio(text)
         return True
 
@@ -176,23 +232,32 @@ class FakeTts(ConnectionHandler):
         if not self.streaming:  # in streaming mode this is the full text again: ignore
             text = Synthesize.from_event(event).text
             _LOGGER.info("tts got plain %r", text)
+            self.record("synthesize", text=text)
             await self._audio(text)
         return True
 
     async def _stop(self, event: Event) -> bool:
         await self.write_event(SynthesizeStopped().event())
         self.streaming = False
+        self.record("synthesize-stop")
         return True
 
 
 class FakeWake(ConnectionHandler):
     """A remote wake word service (it runs the satellite's own in-process detector)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: Limits,
+        record: Recorder | None = None,
+    ) -> None:
         from satellite.settings import WakeSettings
         from satellite.wake import LocalWake
 
         self.wake = LocalWake(WakeSettings(names=("hey_jarvis",)))
+        self.record = record or Recorder(None)
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
@@ -216,15 +281,20 @@ class FakeWake(ConnectionHandler):
         return Info(wake=[program])
 
     def routes(self) -> Mapping[str, Route]:
-        return {"detect": self._ignore, "audio-start": self._ignore, "audio-chunk": self._chunk}
+        return {"detect": self._ignore, "audio-start": self._audio_start, "audio-chunk": self._chunk}
 
     async def _ignore(self, event: Event) -> bool:
+        return True
+
+    async def _audio_start(self, event: Event) -> bool:
+        self.record("audio-start")
         return True
 
     async def _chunk(self, event: Event) -> bool:
         name = self.wake.process(AudioChunk.from_event(event).audio)
         if name:
             _LOGGER.info("wake detected %s", name)
+            self.record("detection", name=name)
             await self.write_event(Detection(name=name).event())
         return True
 
@@ -233,6 +303,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--uri", required=True)
     parser.add_argument("--zeroconf", default=None, help="Advertise under this name")
+    parser.add_argument("--record", default=None, help="Append each request received to this JSON-lines file")
     sub = parser.add_subparsers(dest="kind", required=True)
     handle = sub.add_parser("handle")
     handle.add_argument("--reply", default="It is twelve o'clock.")
@@ -245,12 +316,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = ServerSettings(uri=args.uri, zeroconf_name=args.zeroconf)
+    record = Recorder(args.record)
     if args.kind == "handle":
         asyncio.run(
             serve(settings, lambda r, w, lim: FakeHandle(r, w, lim, args), service_name="fake-handle")
         )
     elif args.kind == "wake":
-        asyncio.run(serve(settings, FakeWake, service_name="fake-wake"))
+        asyncio.run(serve(settings, lambda r, w, lim: FakeWake(r, w, lim, record), service_name="fake-wake"))
     else:
         speak = piper if args.speech else tone_speech
         if args.speech:
@@ -259,7 +331,7 @@ def main() -> None:
         asyncio.run(
             serve(
                 settings,
-                lambda r, w, lim: FakeTts(r, w, lim, speak, not args.no_streaming),
+                lambda r, w, lim: FakeTts(r, w, lim, speak, not args.no_streaming, record),
                 service_name="fake-tts",
             )
         )

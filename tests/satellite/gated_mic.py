@@ -1,14 +1,17 @@
 """A microphone for `--mic-command` whose second part waits for the test to say "go".
 
-    python -m tests.satellite.gated_mic FIRST.raw SECOND.raw GATE
+    python -m tests.satellite.gated_mic FIRST.raw SECOND.raw GATE [TIMES.json]
 
 Writes FIRST (raw 16 kHz mono PCM16) at real-time pace, then silence until the file GATE
 exists, then SECOND, then silence until the satellite closes the pipe. So a test can run the
 next turn when it is ready for it, not at a fixed time that a busy machine may miss.
+With TIMES.json it writes there `{"second_at": T}`: the monotonic time SECOND began to
+enter the microphone (one clock for all processes, so it lines up with the speaker's).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -20,6 +23,7 @@ CHUNK = RATE // 50 * FRAME  # 20 ms
 
 def main() -> None:
     first, second, gate = (Path(arg) for arg in sys.argv[1:4])
+    times = Path(sys.argv[4]) if len(sys.argv) > 4 else None
     out = sys.stdout.buffer
     silence = b"\0" * CHUNK
     started = time.monotonic()
@@ -42,6 +46,9 @@ def main() -> None:
         play(first.read_bytes())
         while not gate.exists():
             write(silence)
+        if times is not None:  # when its first sample is due (or now, if writing fell behind)
+            due = max(time.monotonic(), started + sent / (RATE * FRAME))
+            times.write_text(json.dumps({"second_at": due}))
         play(second.read_bytes())
         while True:
             write(silence)

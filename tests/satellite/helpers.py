@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import re
 import signal
@@ -108,25 +109,94 @@ class SatelliteRun:
         return 0.0
 
 
+def sound_spans(pcm: bytes, rate: int, gap: float = 0.5, level: int = 300) -> list[tuple[float, float]]:
+    """(start, end) seconds of each stretch of sound in 16-bit mono `pcm`; stretches less
+    than `gap` apart count as one."""
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16)
+    frame = rate // 100  # 10 ms blocks
+    blocks = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    loud = np.flatnonzero(np.abs(blocks.astype(np.int32)).max(axis=1) >= level)
+    spans: list[tuple[float, float]] = []
+    if loud.size:
+        start = prev = int(loud[0])
+        for index in map(int, loud[1:]):
+            if (index - prev) / 100 > gap:
+                spans.append((start / 100, (prev + 1) / 100))
+                start = index
+            prev = index
+        spans.append((start / 100, (prev + 1) / 100))
+    return spans
+
+
 def sound_runs(path: Path, gap: float = 0.5, level: int = 300) -> list[float]:
     """Seconds of each stretch of sound in a --snd-file (the player writes silence in real
     time between sounds); stretches less than `gap` apart count as one."""
     pcm, fmt = read_wav(path)
     assert (fmt.width, fmt.channels) == (2, 1), fmt
-    samples = np.frombuffer(pcm[: len(pcm) // fmt.frame_bytes * fmt.frame_bytes], dtype=np.int16)
-    frame = fmt.rate // 100  # 10 ms blocks
-    blocks = samples[: len(samples) // frame * frame].reshape(-1, frame)
-    loud = np.flatnonzero(np.abs(blocks.astype(np.int32)).max(axis=1) >= level)
-    runs: list[float] = []
-    if loud.size:
-        start = prev = int(loud[0])
-        for index in map(int, loud[1:]):
-            if (index - prev) / 100 > gap:
-                runs.append((prev + 1 - start) / 100)
-                start = index
-            prev = index
-        runs.append((prev + 1 - start) / 100)
-    return runs
+    return [end - start for start, end in sound_spans(pcm, fmt.rate, gap, level)]
+
+
+def snd_file_pcm(path: Path) -> bytes:
+    """The audio a --snd-file holds so far (its header may lag behind while it is written)."""
+    return path.read_bytes()[44:] if path.exists() else b""
+
+
+def played_and_quiet(pcm: bytes, rate: int = 22050, quiet: float = 0.6) -> int:
+    """How many stretches of sound have been played and ended (`quiet` s of silence since)."""
+    spans = sound_spans(pcm, rate)
+    seconds = len(pcm) / (2 * rate)
+    return sum(1 for _start, end in spans if seconds - end >= quiet)
+
+
+@functools.cache
+def feedback_sound(kind: str) -> bytes:
+    """The satellite's default `kind` sound (wake, done, error, timer) as it plays it."""
+    from satellite.settings import SoundSettings
+    from satellite.sounds import load_sounds
+
+    return load_sounds(SoundSettings(), AudioFormat(22050, 2, 1)).get(kind)
+
+
+def times_played(pcm: bytes, kind: str) -> int:
+    """How often the default `kind` sound is in `pcm`, sample for sample (16-bit mono 22.05 kHz)."""
+    sound = feedback_sound(kind)
+    return sum(1 for index in _find_all(pcm, sound) if index % 2 == 0)
+
+
+def _find_all(data: bytes, part: bytes) -> list[int]:
+    found, start = [], data.find(part)
+    while start != -1:
+        found.append(start)
+        start = data.find(part, start + len(part))
+    return found
+
+
+class TimedSpeaker:
+    """`--snd-command` for tests/satellite/timed_speaker.py: what was played, on the monotonic clock."""
+
+    def __init__(self, path: Path, rate: int = 22050) -> None:
+        self.path, self.rate = path, rate
+        self.stamp = path.with_name(path.name + ".json")
+
+    def command(self) -> str:
+        return f"{sys.executable} -m tests.satellite.timed_speaker {self.path} {self.rate}"
+
+    def pcm(self) -> bytes:
+        return self.path.read_bytes() if self.path.exists() else b""
+
+    def spans(self, gap: float = 0.5) -> list[tuple[float, float]]:
+        """(start, end) monotonic times of each stretch of sound played so far."""
+        if not self.stamp.exists():
+            return []
+        started = float(json.loads(self.stamp.read_text())["started_at"])
+        return [(started + a, started + b) for a, b in sound_spans(self.pcm(), self.rate, gap)]
+
+    def sounding_for(self) -> float:
+        """Seconds the sound playing right now has been going (0 when quiet)."""
+        spans = self.spans()
+        if not spans or time.monotonic() - spans[-1][1] > 0.3:
+            return 0.0
+        return spans[-1][1] - spans[-1][0]
 
 
 def barge_in_ms(log: str) -> list[float]:
