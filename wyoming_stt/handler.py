@@ -13,7 +13,7 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.audio import AudioFormatError, check_format
-from wyoming_core.handler import ConnectionHandler, RequestError, Route
+from wyoming_core.handler import INTERNAL_ERROR, ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
 from . import __version__
@@ -101,10 +101,17 @@ class SttHandler(ConnectionHandler):
         self._info = info
         self._language = settings.language
         self._session: TranscriptionSession | None = None
+        # The session whose transcript is being finished after audio-stop, in the background:
+        # the read loop goes on reading, which is how a client that leaves is noticed.
+        self._finishing: tuple[TranscriptionSession, asyncio.Task[None]] | None = None
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
         return self._info()
+
+    def busy(self) -> bool:
+        # A transcript still being decoded keeps the idle timeout away.
+        return super().busy() or (self._finishing is not None and not self._finishing[1].done())
 
     def routes(self) -> Mapping[str, Route]:
         return {
@@ -114,7 +121,14 @@ class SttHandler(ConnectionHandler):
             "audio-stop": self._on_audio_stop,
         }
 
+    async def _after_finishing(self) -> None:
+        """A client that sends its next request at once gets the previous transcript first."""
+        if self._finishing is not None:
+            await asyncio.wait({self._finishing[1]})
+            self._finishing = None
+
     async def _on_transcribe(self, event: Event) -> bool:
+        await self._after_finishing()
         request = Transcribe.from_event(event)
         self._language = normalize_language(request.language, self.engine.languages) or self.settings.language
         return True
@@ -127,6 +141,7 @@ class SttHandler(ConnectionHandler):
             raise RequestError(BAD_AUDIO, str(err)) from None
         if self.engine.error:
             raise RequestError(MODEL_UNAVAILABLE, self.engine.error)
+        await self._after_finishing()
         if self._session is not None:
             self._session.cancel()
         self._session = TranscriptionSession(
@@ -152,23 +167,39 @@ class SttHandler(ConnectionHandler):
         return True
 
     async def _on_audio_stop(self, event: Event) -> bool:
+        await self._after_finishing()
         if self._session is None:
             # No audio at all: an empty transcript, as if nothing was said.
             self._session = TranscriptionSession(
                 self.engines, self.audio, self.settings, self._language, self.write_event
             )
         session, self._session = self._session, None
-        try:
-            await session.stop()
-        except RuntimeError as err:
-            raise RequestError(MODEL_UNAVAILABLE, str(err)) from None
+        self._finishing = (session, asyncio.create_task(self._finish(session)))
         self._language = self.settings.language
         return True
 
+    async def _finish(self, session: TranscriptionSession) -> None:
+        try:
+            await session.stop()
+        except RuntimeError as err:
+            _LOGGER.warning("Could not transcribe for %s: %s", self.peer, err)
+            await self.send_error(MODEL_UNAVAILABLE, str(err))
+            self.writer.close()
+        except ConnectionError:
+            _LOGGER.debug("Client %s left before its transcript was sent", self.peer)
+        except Exception:
+            _LOGGER.exception("Unexpected error while transcribing for %s", self.peer)
+            await self.send_error(INTERNAL_ERROR, "Internal error in the service; see its log")
+            self.writer.close()
+
     async def disconnect(self) -> None:
-        if self._session is not None:
-            self._session.cancel()
-            self._session = None
+        # The client is gone: its decodes stop (a decode under way after its 30 s window).
+        for session in (self._session, self._finishing[0] if self._finishing else None):
+            if session is not None:
+                session.cancel()
+        if self._finishing is not None:
+            self._finishing[1].cancel()
+        self._session = self._finishing = None
 
 
 __all__ = ["AudioStart", "AudioStop", "SttHandler", "build_info"]

@@ -47,6 +47,12 @@ class _FinalDecode:
     task: asyncio.Task[Decoded]
     started_at: float
     audio_end: int  # bytes of audio it covers
+    stop: threading.Event
+
+    def discard(self) -> None:
+        """Nobody will use it: the decoding thread stops after its window under way."""
+        self.stop.set()
+        self.task.cancel()
 
 
 def _common_prefix(a: list[str], b: list[str]) -> list[str]:
@@ -125,6 +131,8 @@ class TranscriptionSession:
             return
         if heard and self._final is not None:
             _LOGGER.debug("Speech resumed; the speculative final decode is discarded")
+            # Stopped, not left running: 100 s of speech with pauses started one per pause.
+            self._final.discard()
             self._final = None
         if self._endpoint.ended and self._final is None:
             self._start_final()
@@ -161,10 +169,9 @@ class TranscriptionSession:
 
     def _start_final(self) -> None:
         audio = self._speech_audio()
-        task = asyncio.create_task(
-            self.engine.transcribe(pcm16_to_float(audio), self._language(), stop=self._stop)
-        )
-        self._final = _FinalDecode(task, time.monotonic(), len(self._audio))
+        stop = threading.Event()
+        task = asyncio.create_task(self.engine.transcribe(pcm16_to_float(audio), self._language(), stop=stop))
+        self._final = _FinalDecode(task, time.monotonic(), len(self._audio), stop)
         _LOGGER.debug(
             "End of speech detected; final decode started on %.2f s", len(audio) / _BYTES_PER_SECOND
         )
@@ -287,6 +294,8 @@ class TranscriptionSession:
             work.add_done_callback(lambda _work: self._endpoint.release())
         else:
             self._endpoint.release()
-        for task in (self._partial, self._final.task if self._final else None, self._early_task):
+        if self._final is not None:
+            self._final.discard()
+        for task in (self._partial, self._early_task):
             if task is not None and not task.done():
                 task.cancel()

@@ -7,17 +7,20 @@ silero VAD ran on the event loop (4.98 s for 119 s of audio under load).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.robustness.checks import PROMPT, RSS_MARGIN_MB, expect_error
+from tests.robustness.checks import PROMPT, RSS_MARGIN_MB, expect_error, vanish
 from tests.robustness.peers import settled
 from tests.robustness.targets import stt_process, stt_work
 from tests.support.raw import RawClient
 from tests.support.services import ServiceProcess
+from tests.support.speech import piper_speech, silence
 from wyoming_core.audio import AudioFormat
 from wyoming_core.client import describe
 from wyoming_core.workers import WorkerPool
@@ -47,7 +50,8 @@ def reset_peak_rss(service: ServiceProcess) -> None:
 
 @pytest.fixture(scope="module")
 async def stt(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServiceProcess]:
-    service = stt_process(tmp_path_factory.mktemp("stt-audio")).start()
+    # Idle connections may wait a minute here: one case waits for the service to go quiet.
+    service = stt_process(tmp_path_factory.mktemp("stt-audio"), "--idle-timeout", "60").start()
     try:
         service.wait_listening(timeout=120)
         await service.wait_ready()
@@ -131,3 +135,78 @@ async def test_resampling_and_the_vad_leave_the_event_loop_free(tmp_path: Path) 
         session.cancel()
         decode_pool.shutdown()
         audio_pool.shutdown()
+
+
+def _cpu_seconds(service: ServiceProcess) -> float:
+    assert service.proc is not None
+    fields = Path(f"/proc/{service.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _cpu_until_quiet(service: ServiceProcess, timeout: float = 180.0) -> float:
+    """CPU seconds the service uses from now until it is quiet (under 5 % of a core for 1 s)."""
+    start = last = _cpu_seconds(service)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        now = _cpu_seconds(service)
+        if now - last < 0.05:
+            return now - start
+        last = now
+    raise AssertionError(f"the service was still busy after {timeout:g} s")
+
+
+def _long_speech() -> tuple[bytes, dict[str, int]]:
+    """About 110 s of varied speech (four 30 s windows for the final decode), ending mid-speech
+    so that no speculative decode has started before audio-stop."""
+    sentences = [
+        "Please remind me to water the plants in the garden tomorrow morning before it gets hot.",
+        "Then tell me the weather for the weekend and whether I need an umbrella on Saturday.",
+        "After that read me the shopping list, one item after the other, slowly and in detail.",
+        "Switch off the lights in the kitchen and the hallway when everybody has gone to bed.",
+        "Set a timer for twenty minutes and tell me when the bread in the oven is ready.",
+    ]
+    parts = []
+    for n in range(24):
+        pcm, fmt = piper_speech(sentences[n % len(sentences)], length_scale=0.9 + 0.05 * (n % 4))
+        parts.append(pcm + silence(0.4, fmt))
+    audio = b"".join(parts)[: -len(silence(0.4, fmt))]
+    return audio, {"rate": fmt.rate, "width": fmt.width, "channels": fmt.channels}
+
+
+async def _upload(client: RawClient, audio: bytes, fmt: dict[str, int]) -> None:
+    """All the audio, processed (the describe after it is answered), and the service quiet."""
+    await client.send("transcribe", {"language": "en"})
+    await client.send("audio-start", fmt)
+    second = fmt["rate"] * fmt["width"] * fmt["channels"]
+    for offset in range(0, len(audio), second):
+        await client.send("audio-chunk", fmt, audio[offset : offset + second])
+    await client.send("describe")
+    await client.receive_until("info", timeout=180)
+
+
+async def test_a_client_that_leaves_during_the_final_decode_stops_it(stt: ServiceProcess) -> None:
+    """The read loop keeps reading while the transcript is decoded, so the service notices the
+    client has gone and stops decoding after the 30 s window under way (the issue: work went on
+    for clients long gone)."""
+    audio, fmt = _long_speech()
+    # What the final decode costs when the client stays for its transcript.
+    client = await RawClient.connect(stt.port)
+    await _upload(client, audio, fmt)
+    await _cpu_until_quiet(stt)
+    start = _cpu_seconds(stt)
+    await client.send("audio-stop")
+    await client.receive_until("transcript", timeout=180)
+    await client.close()
+    decode = _cpu_seconds(stt) - start + await _cpu_until_quiet(stt)
+    # The same request; the client vanishes once the final decode is under way.
+    client = await RawClient.connect(stt.port)
+    await _upload(client, audio, fmt)
+    await _cpu_until_quiet(stt)
+    start = _cpu_seconds(stt)
+    await client.send("audio-stop")
+    await asyncio.sleep(0.3)
+    await vanish(client)
+    after = _cpu_seconds(stt) - start + await _cpu_until_quiet(stt)
+    assert after < decode * 0.7, f"{after:.1f} CPU seconds after leaving; the decode takes {decode:.1f}"
+    await stt_work(stt.uri)
