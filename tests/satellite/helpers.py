@@ -184,12 +184,22 @@ class TimedSpeaker:
     def pcm(self) -> bytes:
         return self.path.read_bytes() if self.path.exists() else b""
 
+    def started_at(self) -> float | None:
+        """Monotonic time the stream's first sample sounded (None before the first read)."""
+        return float(json.loads(self.stamp.read_text())["started_at"]) if self.stamp.exists() else None
+
     def spans(self, gap: float = 0.5) -> list[tuple[float, float]]:
         """(start, end) monotonic times of each stretch of sound played so far."""
-        if not self.stamp.exists():
+        started = self.started_at()
+        if started is None:
             return []
-        started = float(json.loads(self.stamp.read_text())["started_at"])
         return [(started + a, started + b) for a, b in sound_spans(self.pcm(), self.rate, gap)]
+
+    def audio(self, start: float, end: float) -> bytes:
+        """What was played from monotonic time `start` to `end`."""
+        started = self.started_at() or 0.0
+        begin, stop = (max(0, int((t - started) * self.rate)) * 2 for t in (start, end))
+        return self.pcm()[begin:stop]
 
     def sounding_for(self) -> float:
         """Seconds the sound playing right now has been going (0 when quiet)."""
