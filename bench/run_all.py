@@ -30,7 +30,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 NOT_BENCHMARKS = {"common", "run_all", "__init__"}
 # Benchmarks the issues ask for: listed even when their script does not exist (yet).
-EXPECTED = ("stt", "tts", "llm", "satellite", "stt_names")
+EXPECTED = ("stt", "tts", "llm", "satellite", "stt_names", "abuse")
 END_TO_END = "end of speech -> first reply audio"
 README_SECTION = "## Benchmarks"
 TABLE_START, TABLE_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
