@@ -196,7 +196,7 @@ async def serve(
     advertiser = None
     try:
         if settings.zeroconf_name is not None and server.port is not None:
-            from discovery.advertise import Advertiser  # only needed with --zeroconf
+            from .advertise import Advertiser  # only needed with --zeroconf (imports zeroconf)
 
             advertiser = Advertiser(
                 name=settings.zeroconf_name or None,

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from discovery.advertise import Advertiser, default_instance_name
+from wyoming_core.advertise import Advertiser, default_instance_name
 from discovery.browse import Browser, FoundService
 from tests.support.services import ROOT, ServiceProcess
 

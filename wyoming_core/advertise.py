@@ -18,8 +18,10 @@ from collections.abc import Callable
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from . import SERVICE_TYPE
 from .addresses import advertise_address
+
+# The DNS-SD type Home Assistant's wyoming integration browses for.
+SERVICE_TYPE = "_wyoming._tcp.local."
 
 _LOGGER = logging.getLogger(__name__)
 
