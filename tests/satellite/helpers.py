@@ -171,6 +171,44 @@ def _find_all(data: bytes, part: bytes) -> list[int]:
     return found
 
 
+class GatedMic:
+    """`--mic-command` for tests/satellite/gated_mic.py: says `first` at once, then each later
+    part when the test opens its gate (`open(n)`), and notes when each began (`said_at(n)`)."""
+
+    def __init__(self, folder: Path, first: bytes, *later: bytes) -> None:
+        assert later, "a gated mic needs a part after a gate"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.times = folder / "mic-times.json"
+        parts = [folder / f"part-{n}.raw" for n in range(len(later) + 1)]
+        for path, pcm in zip(parts, (first, *later), strict=True):
+            path.write_bytes(pcm)
+        args = [str(parts[0]), str(parts[1]), str(self._gate(1)), str(self.times)]
+        for n in range(2, len(parts)):
+            args += ["--then", str(self._gate(n)), str(parts[n])]
+        self.args = args
+
+    def _gate(self, n: int) -> Path:
+        return self.folder / f"go-{n}"
+
+    def command(self) -> str:
+        return " ".join([sys.executable, "-m", "tests.satellite.gated_mic", *self.args])
+
+    def open(self, n: int = 1) -> None:
+        """Let part `n` (1: the one after `first`) be said."""
+        self._gate(n).touch()
+
+    def said_at(self, n: int = 1) -> float | None:
+        """Monotonic time part `n` began to enter the microphone (None: not yet)."""
+        if not self.times.exists():
+            return None
+        noted = json.loads(self.times.read_text())
+        if n == 1:
+            return noted.get("second_at")
+        later = noted.get("then_at", [])
+        return float(later[n - 2]) if len(later) >= n - 1 else None
+
+
 class TimedSpeaker:
     """`--snd-command` for tests/satellite/timed_speaker.py: what was played, on the monotonic clock."""
 

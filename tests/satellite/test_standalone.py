@@ -8,9 +8,7 @@ The satellite's own log is read only for what nothing else can see: the words a 
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import pytest
 from tests.satellite.fake_services import FakeService
 from tests.satellite.helpers import (
     WAKE_REQUEST,
+    GatedMic,
     SatelliteRun,
     TimedSpeaker,
     mic_wav,
@@ -101,19 +100,6 @@ def _services(stt: str, tts: str, handle: str) -> list[str]:
     return ["--stt-uri", stt, "--tts-uri", tts, "--handle-uri", handle]
 
 
-def _gated_mic(tmp_path: Path, first: bytes, second: bytes) -> tuple[str, Path, Path]:
-    """A --mic-command saying `first`, then `second` once the gate file exists; and where it
-    notes when `second` began."""
-    (tmp_path / "first.raw").write_bytes(first)
-    (tmp_path / "second.raw").write_bytes(second)
-    gate, times = tmp_path / "go", tmp_path / "mic-times.json"
-    command = (
-        f"{sys.executable} -m tests.satellite.gated_mic {tmp_path / 'first.raw'} "
-        f"{tmp_path / 'second.raw'} {gate} {times}"
-    )
-    return command, gate, times
-
-
 async def _heard(stt: ServiceProcess, path: Path) -> str:
     audio, fmt = read_wav(path)
     return (await transcribe(stt.uri, audio, fmt)).text
@@ -159,11 +145,11 @@ async def test_follow_up_question_without_wake_word_same_conversation(
     model = await start_model(answer)
     # The follow-up (no wake word) is said once the first answer has been played.
     first = silence(1.0) + speech(MODEL_REQUEST) + silence(1.0)
-    mic, gate, _times = _gated_mic(tmp_path, first, speech("And one about cats.") + silence(2.0))
+    mic = GatedMic(tmp_path / "mic", first, speech("And one about cats.") + silence(2.0))
     out = tmp_path / "out.wav"
     sat = await SatelliteRun(
         "--mic-command",
-        mic,
+        mic.command(),
         "--snd-file",
         str(out),
         "--wake-word",
@@ -176,7 +162,7 @@ async def test_follow_up_question_without_wake_word_same_conversation(
         "2",
     ).start()
     await until(lambda: played_and_quiet(snd_file_pcm(out)) >= 1, 120, sat.log)
-    gate.touch()
+    mic.open()
     assert await sat.wait_exit(120) == 0, sat.log()
     asked = model.asked()
     assert len(asked) == 2, asked
@@ -223,11 +209,11 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     handle = _fake(tmp_path, service_factory, "handle", "--reply", long_reply, "--delay", "2.0")
     tts = _fake(tmp_path, service_factory, "tts")
     first = silence(1.0) + speech(WAKE_REQUEST) + silence(1.0)
-    mic, gate, times = _gated_mic(tmp_path, first, speech(WAKE_REQUEST) + silence(1.0))
+    mic = GatedMic(tmp_path / "mic", first, speech(WAKE_REQUEST) + silence(1.0))
     speaker = TimedSpeaker(tmp_path / "out.raw")
     sat = await SatelliteRun(
         "--mic-command",
-        mic,
+        mic.command(),
         "--snd-command",
         speaker.command(),
         "--wake-word",
@@ -241,7 +227,7 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     ).start()
     # The wake word again once the (about 15 s) reply has been sounding for 2 s.
     await until(lambda: speaker.sounding_for() >= 2.0, 90, sat.log)
-    gate.touch()
+    mic.open()
     # The new turn hears the user from the barge-in on: the handle service gets a second request.
     await until(lambda: len(handle.records("transcript")) >= 2, 90, sat.log)
     assert "time" in handle.texts("transcript")[1].lower(), handle.records()
@@ -253,7 +239,8 @@ async def test_barge_in_stops_playback_and_starts_a_new_turn(
     assert len(handle.records("answered")) <= 1, handle.records()  # only the second turn's, if any
     # On the speaker: the reply went silent soon after the wake word entered the microphone
     # (a generous bound for a busy machine; bench/satellite.py measures the target).
-    said_at = json.loads(times.read_text())["second_at"]
+    said_at = mic.said_at()
+    assert said_at is not None
     cut = next(((start, end) for start, end in speaker.spans() if start < said_at < end + 0.5), None)
     assert cut is not None, (said_at, speaker.spans())
     wake_phrase = len(speech("Hey Jarvis")) / 32000
@@ -268,11 +255,11 @@ async def test_service_killed_mid_turn_error_sound_then_recovers(
     handle = _fake(tmp_path, service_factory, "handle", "--first-delay", "30")
     tts = _fake(tmp_path, service_factory, "tts")
     first = silence(1.0) + speech(WAKE_REQUEST) + silence(1.0)
-    mic, gate, _times = _gated_mic(tmp_path, first, speech(WAKE_REQUEST) + silence(2.0))
+    mic = GatedMic(tmp_path / "mic", first, speech(WAKE_REQUEST) + silence(2.0))
     out = tmp_path / "out.wav"
     sat = await SatelliteRun(
         "--mic-command",
-        mic,
+        mic.command(),
         "--snd-file",
         str(out),
         "--wake-word",
@@ -300,7 +287,7 @@ async def test_service_killed_mid_turn_error_sound_then_recovers(
     revived.port, revived.uri = handle.port, handle.uri
     service_factory.append(revived.start())
     revived.wait_listening()
-    gate.touch()
+    mic.open()
     assert await sat.wait_exit(120) == 0, sat.log()
     assert "time" in " ".join(revived.texts("transcript")).lower(), revived.records()
     assert revived.texts("answered") == ["It is twelve o'clock."], revived.records()
