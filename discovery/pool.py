@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from wyoming_core.client import ConnectFailed, ServiceError, ServiceUnavailable, VoiceError
+from wyoming_core.errors import INSTANCE_FAULTS
 
 from .catalog import normalise_kind
 
@@ -33,7 +34,7 @@ T = TypeVar("T")
 _LOGGER = logging.getLogger(__name__)
 
 # Error codes that say the instance, not the request, is at fault.
-_INSTANCE_ERROR_CODES = frozenset({"model-unavailable", "internal-error", "overloaded"})
+_INSTANCE_ERROR_CODES = INSTANCE_FAULTS
 
 
 class ServicePool:

@@ -35,6 +35,9 @@ from wyoming.wake import Detection
 
 from wyoming_core.admission import peer_address
 from wyoming_core.audio import AudioFormat, AudioFormatError, StreamConverter, check_format
+from wyoming_core.errors import AUDIO_TOO_LONG as TOO_LONG
+from wyoming_core.errors import SATELLITE_IN_USE
+from wyoming_core.errors import UNSUPPORTED_AUDIO_FORMAT as BAD_AUDIO
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
@@ -51,11 +54,6 @@ _HIGH_WATER = 1024 * 1024  # bytes buffered towards HA before writes wait (~30 s
 PEER_QUIET_SECONDS = 10.0
 # Events any connection may send; everything else counts only from the active peer.
 _ANYONE = frozenset({"run-satellite", "ping"})
-
-# Error codes sent to a client (the same as the STT service's for the same faults).
-SATELLITE_IN_USE = "satellite-in-use"
-BAD_AUDIO = "unsupported-audio-format"
-TOO_LONG = "audio-too-long"
 
 
 class HaConnection(ConnectionHandler):

@@ -16,11 +16,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_LOGGER = logging.getLogger(__name__)
+from .errors import OVERLOADED, TOO_MANY_CONNECTIONS
 
-# Error codes for refused connections.
-OVERLOADED = "overloaded"
-TOO_MANY_CONNECTIONS = "too-many-connections"
+_LOGGER = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

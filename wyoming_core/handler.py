@@ -18,6 +18,7 @@ from wyoming.event import Event, async_write_event
 from wyoming.info import Describe, Info
 
 from .admission import ByteBudget
+from .errors import INTERNAL_ERROR
 from .logs import clip
 from .protocol import Limits, ProtocolError, read_event
 
@@ -27,7 +28,7 @@ _REASON_CHARS = 500
 
 Route = Callable[[Event], Awaitable[bool]]
 
-INTERNAL_ERROR = "internal-error"
+
 # Seconds a closing connection may take to send what is still queued before it is cut.
 _CLOSE_GRACE = 5.0
 

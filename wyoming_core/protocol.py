@@ -18,16 +18,18 @@ from typing import Any
 from wyoming.event import Event
 
 from .admission import OVERLOADED, ByteBudget
+from .errors import (
+    DATA_TOO_LARGE,
+    IDLE_TIMEOUT,
+    INVALID_JSON,
+    INVALID_LENGTH,
+    MISSING_TYPE,
+    PAYLOAD_TOO_LARGE,
+)
+from .errors import HEADER_TOO_LARGE as LINE_TOO_LONG
+from .errors import TRUNCATED_EVENT as TRUNCATED
 
 # Error codes sent in `error` events (also used by clients to tell causes apart).
-LINE_TOO_LONG = "header-too-large"
-INVALID_JSON = "invalid-json"
-MISSING_TYPE = "missing-type"
-INVALID_LENGTH = "invalid-length"
-DATA_TOO_LARGE = "data-too-large"
-PAYLOAD_TOO_LARGE = "payload-too-large"
-IDLE_TIMEOUT = "idle-timeout"
-TRUNCATED = "truncated-event"
 
 
 @dataclass(frozen=True)

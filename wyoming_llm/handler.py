@@ -16,6 +16,7 @@ from wyoming.handle import Handled, HandledChunk, HandledStart, HandledStop, Not
 from wyoming.info import Attribution, HandleModel, HandleProgram, Info
 
 from wyoming_core import PROJECT_ATTRIBUTION
+from wyoming_core.errors import INTERNAL_ERROR
 from wyoming_core.handler import ConnectionHandler, Route
 from wyoming_core.logs import clip, transcript_level
 from wyoming_core.protocol import Limits
@@ -121,7 +122,7 @@ class LlmHandler(ConnectionHandler):
             return
         except Exception:
             _LOGGER.exception("Unexpected error while answering %s", self.peer)
-            outcome = Outcome(False, SORRY, "internal-error")
+            outcome = Outcome(False, SORRY, INTERNAL_ERROR)
         final = Handled if outcome.handled else NotHandled
         try:
             await self.write_event(final(text=outcome.text, context=context).event())

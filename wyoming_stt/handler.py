@@ -13,6 +13,10 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.audio import AudioFormatError, check_format
+from wyoming_core.errors import AUDIO_CHUNK_TOO_LONG as CHUNK_TOO_LONG
+from wyoming_core.errors import AUDIO_TOO_LONG as TOO_LONG
+from wyoming_core.errors import MODEL_UNAVAILABLE, OUT_OF_ORDER, UNSUPPORTED_LANGUAGE
+from wyoming_core.errors import UNSUPPORTED_AUDIO_FORMAT as BAD_AUDIO
 from wyoming_core.handler import INTERNAL_ERROR, ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
@@ -24,13 +28,6 @@ from .session import AudioTooLong, ChunkTooLong, TranscriptionSession
 from .settings import SttSettings
 
 _LOGGER = logging.getLogger(__name__)
-
-UNSUPPORTED_LANGUAGE = "unsupported-language"
-BAD_AUDIO = "unsupported-audio-format"
-OUT_OF_ORDER = "out-of-order"
-MODEL_UNAVAILABLE = "model-unavailable"
-TOO_LONG = "audio-too-long"
-CHUNK_TOO_LONG = "audio-chunk-too-long"
 
 
 def build_info(settings: SttSettings, engine: WhisperEngine, names: HomeNames | None = None) -> Info:

@@ -15,6 +15,15 @@ from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeake
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeVoice
 
 from wyoming_core import PROJECT_ATTRIBUTION
+from wyoming_core.errors import (
+    BAD_REQUEST,
+    OUT_OF_ORDER,
+    SPEAKER_NOT_FOUND,
+    TEXT_TOO_LONG,
+    TOO_MANY_REQUESTS,
+    UNSUPPORTED_LANGUAGE,
+    VOICE_NOT_FOUND,
+)
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 
@@ -28,13 +37,6 @@ from .voices import VoiceCatalogue, VoiceEntry
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-VOICE_NOT_FOUND = "voice-not-found"
-SPEAKER_NOT_FOUND = "speaker-not-found"
-UNSUPPORTED_LANGUAGE = "unsupported-language"
-TEXT_TOO_LONG = "text-too-long"
-OUT_OF_ORDER = "out-of-order"
-BAD_REQUEST = "bad-request"
-TOO_MANY_REQUESTS = "too-many-requests"
 
 _PIPER_VOICES = Attribution(name="rhasspy/piper-voices", url="https://huggingface.co/rhasspy/piper-voices")
 

@@ -16,14 +16,14 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 from wyoming.tts import SynthesizeStopped
 
+from wyoming_core.errors import INTERNAL_ERROR, VOICE_UNAVAILABLE
+
 from .engine import Interrupt, LoadedVoice, SynthesisInterrupted, SynthesisOptions, VoiceCache, VoiceLoadError
 from .text import clause_parts
 from .voices import VoiceEntry
 
 _LOGGER = logging.getLogger(__name__)
 
-VOICE_UNAVAILABLE = "voice-unavailable"
-INTERNAL_ERROR = "internal-error"
 
 _WIDTH = 2
 _CHANNELS = 1

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from wyoming_core.advertise import Advertiser, default_instance_name
 from discovery.browse import Browser, FoundService
 from tests.support.services import ROOT, ServiceProcess
+from wyoming_core.advertise import Advertiser, default_instance_name
 
 LOOPBACK = ["127.0.0.1"]
 pytestmark = pytest.mark.timeout(180)

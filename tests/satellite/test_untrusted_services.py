@@ -375,8 +375,8 @@ async def test_a_pinned_service_name_is_the_only_one_used(tmp_path: Path, fakes:
     """Two TTS services advertised over zeroconf with the same token in their names: the one
     pinned with --tts-name speaks; the other (first by name, so picked by --service-filter) is
     never asked anything."""
-    from wyoming_core.advertise import Advertiser
     from tests.discovery.multicast import loopback_multicast_carries
+    from wyoming_core.advertise import Advertiser
 
     if not loopback_multicast_carries():
         pytest.skip("multicast does not carry on loopback here (tests/discovery run in a netns)")
