@@ -30,8 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from common import Figure, parser, report  # type: ignore[import-not-found]
-
+from bench.common import Figure, parser, report
 from tests.robustness.peers import connect_from
 from tests.support.fake_ollama import FakeOllama
 from tests.support.raw import RawClient

@@ -1,19 +1,18 @@
 """The one way every benchmark reports: figures with targets, printed and optionally saved as JSON.
 
-`bench/run_all.py` runs each script with `--json FILE` and merges the files into one table.
+Benchmarks run as modules from the repository root (`python -m bench.stt`), so `bench`, `tests`
+and the services import as packages. `python -m bench.run_all` runs each with `--json FILE`
+and merges the files into one table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # lets `python bench/x.py` import tests.support
-    sys.path.insert(0, str(ROOT))
 
 
 @dataclass(frozen=True)

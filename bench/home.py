@@ -23,8 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import Figure, parser, report  # type: ignore[import-not-found]
-
+from bench.common import Figure, parser, report
 from tests.ha.harness import Home as TestHome
 from tests.ha.harness import HomeAssistant, ha_ready
 from tests.support.fake_ollama import FakeOllama, ReplyValue, ToolCall, prompt_tokens

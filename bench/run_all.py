@@ -1,8 +1,8 @@
 """Run every benchmark in bench/ and print one table: each figure, its target, pass or falls short.
 
-    python bench/run_all.py                    # all of them, one after another
-    python bench/run_all.py --only stt,tts     # some of them
-    python bench/run_all.py --readme           # also put the table (and date) into README.md
+    python -m bench.run_all                    # all of them, one after another
+    python -m bench.run_all --only stt,tts     # some of them
+    python -m bench.run_all --readme           # also put the table (and date) into README.md
 
 Each `bench/<name>.py` runs as its own process with `--json FILE` (one at a time: they would
 distort each other's timings). A benchmark that fails, times out, writes no figures or does
@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/run_all.py` from anywhere
 from bench.common import Figure, load
 
 BENCH = Path(__file__).resolve().parent
@@ -67,7 +66,7 @@ def run_one(name: str, timeout: float, log_dir: Path) -> Outcome:
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.run(
-                [sys.executable, str(script), "--json", str(json_path)],
+                [sys.executable, "-m", f"bench.{name}", "--json", str(json_path)],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -172,7 +171,7 @@ def summary(outcomes: list[Outcome]) -> str:
 def header(when: dt.datetime, live: bool = True) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     text = (
-        f"Taken {when:%Y-%m-%d %H:%M} UTC with `python bench/run_all.py` on {platform.machine()}, "
+        f"Taken {when:%Y-%m-%d %H:%M} UTC with `python -m bench.run_all` on {platform.machine()}, "
         f"{cores} cores, no GPU"
     )
     if live and hasattr(os, "getloadavg"):

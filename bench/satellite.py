@@ -27,17 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file is bench/satellite.py: with bench/ on sys.path, `import satellite` would find it
-# instead of the satellite package. Put the repository root first and bench/ last.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.common import Figure, parser, report  # noqa: E402
-from satellite.settings import WakeSettings  # noqa: E402
-from satellite.wake import LocalWake  # noqa: E402
-from tests.satellite.helpers import (  # noqa: E402
+from bench.common import Figure, parser, report
+from satellite.settings import WakeSettings
+from satellite.wake import LocalWake
+from tests.satellite.helpers import (
     WAKE_REQUEST,
     SatelliteRun,
     barge_in_ms,
@@ -45,11 +40,11 @@ from tests.satellite.helpers import (  # noqa: E402
     silence,
     speech,
 )
-from tests.support.fake_ollama import FakeOllama  # noqa: E402
-from tests.support.services import ServiceProcess  # noqa: E402
+from tests.support.fake_ollama import FakeOllama
+from tests.support.services import ServiceProcess
 
 REPLY = (
-    "The kitchen lights are now on. It is twenty one degrees inside and sunny outside. That is all for now."
+    "It is twenty one degrees inside and sunny outside. The rain comes back tomorrow. That is all for now."
 )
 MIC_RATE = 16000
 

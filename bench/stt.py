@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Figure, parser, report  # type: ignore[import-not-found]
-
+from bench.common import Figure, parser, report
 from tests.support.services import ServiceProcess
 from tests.support.speech import piper_speech, silence
 from tests.support.wer import wer

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import Figure, parser, report  # type: ignore[import-not-found]
-
+from bench.common import Figure, parser, report
 from tests.ha.harness import Home, HomeAssistant, ha_ready
 from tests.support.names import name_errors, spoken
 from tests.support.services import ServiceProcess

@@ -18,8 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from common import Figure, parser, report  # type: ignore[import-not-found]
-
+from bench.common import Figure, parser, report
 from tests.support.services import ServiceProcess
 from wyoming_core.client import Speech, synthesize, synthesize_streamed
 
