@@ -10,7 +10,11 @@ every machine that runs the service. An instance that cannot be connected to is 
 failed and the *same* request goes to the next one, as nothing was sent yet. A failure
 after the request started (a timeout, a dropped connection) is raised — the audio was
 already spent — but the instance is marked failed, so the next turn goes elsewhere. Failed
-instances are tried last until `retry_after` seconds have passed.
+instances are tried last until `retry_after` seconds have passed; then they are asked
+`describe` before they get a request again, so one that still hangs costs no one a turn.
+
+`sticky=True` keeps using the instance that answered last (moving only when it fails): a
+conversation service keeps a conversation's history, so a satellite's turns stay with one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from wyoming_core.client import ConnectFailed, ServiceError, ServiceUnavailable, VoiceError
+from wyoming_core.client import ConnectFailed, ServiceError, ServiceUnavailable, VoiceError, describe
 from wyoming_core.errors import INSTANCE_FAULTS
 
 from .catalog import normalise_kind
@@ -48,17 +52,23 @@ class ServicePool:
         browser: Browser | None = None,
         where: Callable[[FoundService], bool] | None = None,
         retry_after: float = 30.0,
+        sticky: bool = False,
+        probe: Callable[[str], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`where` picks among the instances discovery finds, e.g. by language or model."""
+        """`where` picks among the instances discovery finds, e.g. by language or model;
+        `probe(uri)` (default: `describe` within 3 s) is how a failed instance shows it is back."""
         self.kind = normalise_kind(kind)
         self.where = where
         self.static_uris = [uris] if isinstance(uris, str) else list(uris)
         self.browser = browser
         self.retry_after = retry_after
+        self.sticky = sticky
+        self._probe = probe or _describes
         self._clock = clock
         self._failed_at: dict[str, float] = {}
         self._turns = itertools.count()
+        self._last_ok: str | None = None
 
     def uris(self) -> list[str]:
         """Given URIs first, then the answering instances discovery has found."""
@@ -82,15 +92,33 @@ class ServicePool:
     def mark_ok(self, uri: str) -> None:
         if self._failed_at.pop(uri, None) is not None:
             _LOGGER.info("%s service %s is answering again", self.kind, uri)
+        self._last_ok = uri
 
     def order(self) -> list[str]:
-        """The instances to try for the next request: healthy ones from the next in turn, failed last."""
+        """The instances to try for the next request: healthy ones from the next in turn (or,
+        sticky, from the one that answered last), failed last."""
         uris = self.uris()
         if not uris:
             return []
-        turn = next(self._turns) % len(uris)
+        if self.sticky and self._last_ok in uris:
+            turn = uris.index(self._last_ok)
+        else:
+            turn = next(self._turns) % len(uris)
         rotated = uris[turn:] + uris[:turn]
         return [u for u in rotated if not self.is_failed(u)] + [u for u in rotated if self.is_failed(u)]
+
+    async def _probe_failed(self, uri: str) -> VoiceError | None:
+        """For an instance that failed more than `retry_after` ago: ask it before trusting it
+        with a request (a hung one would cost a turn); None when it answers or needs no asking."""
+        if uri not in self._failed_at or self.is_failed(uri):
+            return None
+        try:
+            await self._probe(uri)
+        except VoiceError as err:
+            self._failed_at[uri] = self._clock()  # still down: tried last for another while
+            _LOGGER.debug("%s service %s is still not answering: %s", self.kind, uri, err)
+            return err
+        return None
 
     def _none_found(self) -> ServiceUnavailable:
         where = " (none found by zeroconf)" if self.browser is not None else ""
@@ -117,6 +145,9 @@ class ServicePool:
             raise self._none_found()
         last: VoiceError | None = None
         for uri in uris:
+            if (down := await self._probe_failed(uri)) is not None:
+                last = down
+                continue
             try:
                 result = await request(uri)
             except ConnectFailed as err:
@@ -141,9 +172,13 @@ class ServicePool:
             raise self._none_found()
         last: VoiceError | None = None
         for uri in uris:
+            if (down := await self._probe_failed(uri)) is not None:
+                last = down
+                continue
             started = False
+            items = request(uri)
             try:
-                async for item in request(uri):
+                async for item in items:
                     started = True
                     yield item
             except ConnectFailed as err:
@@ -155,7 +190,16 @@ class ServicePool:
             except VoiceError as err:
                 self._after_error(uri, err)
                 raise
+            finally:
+                # Cut short (the caller stopped reading): the request's connection closes now.
+                close = getattr(items, "aclose", None)
+                if close is not None:
+                    await close()
             self.mark_ok(uri)
             return
         assert last is not None
         raise self._all_failed(uris, last) from last
+
+
+async def _describes(uri: str) -> None:
+    await describe(uri, timeout=3.0)

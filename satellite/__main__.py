@@ -17,7 +17,7 @@ from .backend import Backend
 from .core import Satellite
 from .ha import HaBackend
 from .listen import Listener
-from .services import ServiceDirectory
+from .services import Services
 from .settings import SatelliteSettings, build_parser, settings_from_args
 from .soundcard import EXIT_NO_AUDIO_DEVICE, NoAudioDevice
 from .sounds import load_sounds
@@ -43,7 +43,7 @@ async def run_satellite(settings: SatelliteSettings) -> None:
     if settings.ha_mode:
         backend = HaBackend(settings, detector.models)
     else:
-        backend = StandaloneBackend(settings.turn, ServiceDirectory(settings.turn), settings.name)
+        backend = StandaloneBackend(settings.turn, Services(settings.turn), settings.name)
     sat = Satellite(settings, mic, player, listener, sounds, backend)
 
     await mic.open()

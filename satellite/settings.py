@@ -53,9 +53,10 @@ class VadSettings:
 
 @dataclass(frozen=True)
 class TurnSettings:
-    stt_uri: str | None = None
-    tts_uri: str | None = None
-    handle_uri: str | None = None
+    # Instances of each service (none: found over zeroconf); turns spread over several and fail over.
+    stt_uris: tuple[str, ...] = ()
+    tts_uris: tuple[str, ...] = ()
+    handle_uris: tuple[str, ...] = ()
     language: str | None = None
     voice: str | None = None
     follow_up: float = 4.0
@@ -119,6 +120,12 @@ def _fmt(text: str) -> AudioFormat:
     return AudioFormat(rate, width, channels)
 
 
+def _uris(given: list[str] | None) -> tuple[str, ...]:
+    """`--stt-uri A --stt-uri B,C` (or SATELLITE_STT_URI=A,B,C): (A, B, C), each once."""
+    parts = (part.strip() for value in given or () for part in value.split(","))
+    return tuple(dict.fromkeys(part for part in parts if part))
+
+
 def build_parser() -> EnvArgs:
     args = EnvArgs("satellite", "Room satellite: wake word, VAD, streamed turns, barge-in", "SATELLITE_")
     # No --uri: standalone mode; --uri tcp://0.0.0.0:10700: Home Assistant mode.
@@ -164,9 +171,16 @@ def build_parser() -> EnvArgs:
     add("--max-speech", type=float, default=15.0, help="Longest request in seconds")
     add("--preroll", type=float, default=0.4, help="Seconds of audio before the wake kept for STT")
     # Standalone services
-    add("--stt-uri", default=None, help="STT service (standalone mode; zeroconf if not given)")
-    add("--tts-uri", default=None, help="TTS service (standalone mode; zeroconf if not given)")
-    add("--handle-uri", default=None, help="Handle/conversation service (standalone mode)")
+    for kind, what in (("stt", "STT"), ("tts", "TTS"), ("handle", "Handle/conversation")):
+        add(
+            f"--{kind}-uri",
+            action="append",
+            default=None,
+            metavar="URI[,URI...]",
+            help=f"{what} service (standalone mode; zeroconf if not given); repeatable or "
+            "comma-separated: turns spread over the instances and fail over"
+            + (" (the conversation stays with one while it answers)" if kind == "handle" else ""),
+        )
     add("--language", default=None, help="Language for STT, handle and TTS")
     add("--voice", default=None, help="TTS voice")
     add("--follow-up", type=float, default=4.0, help="Listen without wake word after a question (0: off)")
@@ -231,9 +245,9 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         preroll=ns.preroll,
     )
     turn = TurnSettings(
-        stt_uri=ns.stt_uri,
-        tts_uri=ns.tts_uri,
-        handle_uri=ns.handle_uri,
+        stt_uris=_uris(ns.stt_uri),
+        tts_uris=_uris(ns.tts_uri),
+        handle_uris=_uris(ns.handle_uri),
         language=ns.language,
         voice=ns.voice,
         follow_up=ns.follow_up,

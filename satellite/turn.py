@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from wyoming_core.audio import AudioFormat, AudioFormatError, check_format
 from wyoming_core.client import (
+    Partial,
     ProtocolViolation,
     Reply,
     ServiceTimeout,
@@ -26,7 +27,7 @@ from wyoming_core.client import (
 from wyoming_core.logs import transcript_level
 
 from .backend import Backend
-from .services import LABELS, ServiceDirectory
+from .services import Services, StageError
 from .settings import MIC_FORMAT, TurnSettings
 from .state import State
 
@@ -46,15 +47,6 @@ def _checked(rate: object, width: object, channels: object) -> AudioFormat:
         return check_format(rate, width, channels)
     except AudioFormatError as err:
         raise ProtocolViolation(f"unusable audio: {err}") from None
-
-
-class StageError(Exception):
-    """A turn stage failed; names the service."""
-
-    def __init__(self, kind: str, err: BaseException) -> None:
-        super().__init__(f"{LABELS[kind]}: {err}")
-        self.kind = kind
-        self.err = err
 
 
 @dataclass
@@ -88,7 +80,7 @@ class Timing:
 
 
 class StandaloneBackend(Backend):
-    def __init__(self, settings: TurnSettings, services: ServiceDirectory, name: str) -> None:
+    def __init__(self, settings: TurnSettings, services: Services, name: str) -> None:
         self.settings = settings
         self.services = services
         # One conversation per satellite, across turns, so the handler keeps context.
@@ -96,17 +88,13 @@ class StandaloneBackend(Backend):
         self._audio: asyncio.Queue[bytes | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timing = Timing()
-        self._discovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        # Browse at start-up, not at the first wake, so the first turn does not wait for it.
-        self._discovery = asyncio.create_task(self.services.discover(), name="discover")
+        await self.services.start()
 
     async def stop(self) -> None:
         await self._cancel()
-        if self._discovery is not None:
-            self._discovery.cancel()
-        await self.services.close()
+        await self.services.stop()
 
     async def begin_turn(self, wake_word: str | None, preroll: bytes) -> None:
         await self._cancel()
@@ -156,7 +144,7 @@ class StandaloneBackend(Backend):
             timing.log()
             await self._end(follow_up=reply.rstrip().endswith("?"))
         except StageError as err:
-            self.services.failed(err.kind, err.err)
+            _LOGGER.error("%s", err)
             await self._end(error=True)
         except asyncio.CancelledError:
             raise
@@ -180,37 +168,32 @@ class StandaloneBackend(Backend):
                 yield chunk
             deadline.reschedule(loop.time() + stt_timeout)
 
-        uri = await self._uri("asr")
+        def request(uri: str) -> AsyncIterator[Partial | Transcription]:
+            # A fresh reader of the queue per instance: one that could not be connected to took nothing.
+            return transcribe_stream(
+                uri,
+                chunks(),
+                MIC_FORMAT,
+                language=self.settings.language,
+                timeout=stt_timeout,
+                max_bytes=_TEXT_REPLY_BYTES,
+            )
+
         result: Transcription | None = None
+        tried: list[str] = []
         try:
             async with deadline:
-                async for item in transcribe_stream(
-                    uri,
-                    chunks(),
-                    MIC_FORMAT,
-                    language=self.settings.language,
-                    timeout=stt_timeout,
-                    max_bytes=_TEXT_REPLY_BYTES,
-                ):
+                async for item in self.services.stream("asr", request, tried):
                     if isinstance(item, Transcription):
                         result = item
         except TimeoutError:
             err = ServiceTimeout(f"no transcript within {stt_timeout:g} s of the end of speech")
-            raise StageError("asr", err) from None
-        except VoiceError as err:
-            raise StageError("asr", err) from err
-        self.services.ok("asr")
+            raise self.services.at_fault("asr", tried, err) from None
         timing.transcript = time.monotonic()
         text = result.text if result is not None else ""
         # What was said is private: at INFO only with --log-transcripts.
         _LOGGER.log(transcript_level(self.settings.log_transcripts), "Transcript: %r", text)
         return text
-
-    async def _uri(self, kind: str) -> str:
-        try:
-            return await self.services.uri(kind)
-        except VoiceError as err:
-            raise StageError(kind, err) from err
 
     async def _tts(
         self, uri: str, pieces: AsyncIterator[str]
@@ -235,23 +218,27 @@ class StandaloneBackend(Backend):
 
     async def _answer(self, text: str, timing: Timing) -> str:
         """Handle and TTS run together: each sentence is spoken as soon as it arrives."""
-        handle_uri = await self._uri("handle")
-        tts_uri = await self._uri("tts")
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         reply_text: list[str] = []
         handled = asyncio.Event()  # the handle service's answer is complete
 
+        handle_tried: list[str] = []
+        tts_tried: list[str] = []
+
+        def ask(uri: str) -> AsyncIterator[str | Reply]:
+            return converse_stream(
+                uri,
+                text,
+                self.conversation_id,
+                language=self.settings.language,
+                timeout=self.settings.handle_timeout,
+                max_bytes=_TEXT_REPLY_BYTES,
+            )
+
         async def handle() -> None:
             streamed = False
             try:
-                async for item in converse_stream(
-                    handle_uri,
-                    text,
-                    self.conversation_id,
-                    language=self.settings.language,
-                    timeout=self.settings.handle_timeout,
-                    max_bytes=_TEXT_REPLY_BYTES,
-                ):
+                async for item in self.services.stream("handle", ask, handle_tried):
                     if isinstance(item, Reply):
                         reply_text.append(item.text)
                         if not streamed and item.text.strip():
@@ -265,12 +252,9 @@ class StandaloneBackend(Backend):
                         # full stop; each chunk is a whole sentence, so say so at once instead
                         # of leaving TTS waiting for the next one.
                         sentences.put_nowait(item if item[-1:].isspace() else item + " ")
-            except VoiceError as err:
-                raise StageError("handle", err) from err
             finally:
                 sentences.put_nowait(None)
             handled.set()
-            self.services.ok("handle")
 
         async def pieces() -> AsyncIterator[str]:
             while (piece := await sentences.get()) is not None:
@@ -291,8 +275,10 @@ class StandaloneBackend(Backend):
                     yield piece
 
             spoken, limit = 0.0, player.max_queued_seconds
+            # A fresh `all_pieces()` per instance: one that could not be connected to took nothing.
+            replies = self.services.stream("tts", lambda uri: self._tts(uri, all_pieces()), tts_tried)
             try:
-                async with contextlib.aclosing(self._tts(tts_uri, all_pieces())) as audio_stream:
+                async with contextlib.aclosing(replies) as audio_stream:
                     async for audio, fmt in audio_stream:
                         timing.first_chunk = timing.first_chunk or time.monotonic()
                         # Counted before converting: a few bytes at a low rate can be hours.
@@ -306,9 +292,8 @@ class StandaloneBackend(Backend):
                         if starts is not None and not timing.first_audio:
                             timing.first_audio = starts
                             self.sat.sm.go(State.SPEAKING, "first reply audio")
-            except VoiceError as err:
-                raise StageError("tts", err) from err
-            self.services.ok("tts")
+            except VoiceError as err:  # the reply broke a bound (the pool's own failures are StageErrors)
+                raise self.services.at_fault("tts", tts_tried, err) from None
 
         # A reply plays as it comes, so it cannot rightly take much longer than its audio: the
         # whole answer (handle and TTS) gets --handle-timeout plus --max-playback-seconds.
@@ -323,9 +308,10 @@ class StandaloneBackend(Backend):
                 raise first from None
             raise
         except TimeoutError:
-            kind = "tts" if handled.is_set() else "handle"
             err = ServiceTimeout(f"the answer was not over within {overall:g} s")
-            raise StageError(kind, err) from None
+            if handled.is_set():
+                raise self.services.at_fault("tts", tts_tried, err) from None
+            raise self.services.at_fault("handle", handle_tried, err) from None
         reply = " ".join(reply_text).strip()
         _LOGGER.log(transcript_level(self.settings.log_transcripts), "Reply: %r", reply)
         return reply

@@ -113,3 +113,52 @@ async def test_stream_fails_over_only_before_anything_was_yielded() -> None:
         async for item in pool.stream(breaks):
             seen.append(item)
     assert seen == [A] and pool.is_failed(A)
+
+
+async def test_sticky_stays_with_the_instance_that_answered_until_it_fails() -> None:
+    """A conversation's history lives in one instance: a sticky pool keeps to it."""
+    pool = ServicePool("handle", [A, B, C], sticky=True)
+    down: set[str] = set()
+
+    async def request(uri: str) -> str:
+        if uri in down:
+            raise ConnectFailed("refused")
+        return uri
+
+    assert [await pool.call(request) for _ in range(3)] == [A, A, A]
+    down.add(A)
+    assert [await pool.call(request) for _ in range(3)] == [B, B, B]
+
+
+async def test_a_failed_instance_is_asked_before_it_gets_a_request_again() -> None:
+    """Past `retry_after` a failed instance is probed first: while the probe fails no request
+    goes to it (a hung instance costs no further turn); once it answers it is back in turn."""
+    clock = Clock()
+    probed: list[str] = []
+    hung = {A}
+
+    async def probe(uri: str) -> None:
+        probed.append(uri)
+        if uri in hung:
+            raise ServiceTimeout("hung")
+
+    pool = ServicePool("asr", [A, B], retry_after=30, probe=probe, clock=clock)
+    tried: list[str] = []
+
+    async def request(uri: str) -> str:
+        tried.append(uri)
+        if uri in hung:
+            raise ServiceTimeout("hung")
+        return uri
+
+    with pytest.raises(ServiceTimeout):
+        await pool.call(request)  # the one turn that meets the hung instance
+    assert [await pool.call(request) for _ in range(2)] == [B, B] and probed == []
+    clock.now = 31
+    tried.clear()
+    assert [await pool.call(request) for _ in range(2)] == [B, B]
+    assert tried == [B, B] and probed == [A]  # asked once, not trusted with a request
+    clock.now = 62
+    hung.clear()
+    assert sorted([await pool.call(request) for _ in range(2)]) == [A, B]
+    assert not pool.is_failed(A)
