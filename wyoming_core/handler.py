@@ -12,6 +12,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
@@ -86,8 +87,17 @@ class ConnectionHandler(ABC):
     async def disconnect(self) -> None:
         """Called once when the connection ends: cancel this client's work here."""
 
+    def load(self) -> dict[str, Any] | None:
+        """How busy the service is, sent with `info` as an extra `load` field (clients that do not
+        know it ignore it; a client pool may prefer the least loaded instance). None: not sent."""
+        return None
+
     async def _describe(self, _event: Event) -> bool:
-        await self.write_event(self.info().event())
+        event = self.info().event()
+        load = self.load()
+        if load is not None:
+            event.data["load"] = load
+        await self.write_event(event)
         return True
 
     async def write_event(self, event: Event) -> None:
