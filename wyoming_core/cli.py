@@ -22,7 +22,7 @@ from .admission import AdmissionSettings, parse_allow
 from .logs import setup_logging
 from .models import ModelNotFoundError
 from .protocol import Limits
-from .server import ServerSettings
+from .server import EXIT_ADDRESS_IN_USE, HttpAddress, ListenError, ServerSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,6 +161,13 @@ class EnvArgs:
             help="Bytes of large events (over 64 KiB) all clients together may be sending at once; "
             "an event that does not fit gets an 'overloaded' error",
         )
+        self.add(
+            "--http",
+            metavar="HOST:PORT",
+            default=None,
+            help="Serve /metrics (Prometheus) and /healthz (JSON) over HTTP here; a bare PORT means "
+            "127.0.0.1:PORT (off unless given)",
+        )
 
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
         return self.parser.parse_args(argv)
@@ -189,7 +196,28 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         max_buffered_bytes=args.max_buffered_bytes,
         allow=allow,
     )
-    return ServerSettings(uri=args.uri, limits=limits, zeroconf_name=args.zeroconf, admission=admission)
+    return ServerSettings(
+        uri=args.uri,
+        limits=limits,
+        zeroconf_name=args.zeroconf,
+        admission=admission,
+        http=http_address(args.http),
+    )
+
+
+def http_address(text: str | None) -> HttpAddress | None:
+    """`--http`: HOST:PORT, [IPv6]:PORT, or a bare PORT (on 127.0.0.1); None/"" is off."""
+    if not text or not text.strip():
+        return None
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]") if sep else ""
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise SystemExit(f"--http {text!r}: give HOST:PORT (e.g. 127.0.0.1:9100) or a port number")
+    return HttpAddress(host or "127.0.0.1", number)
 
 
 class StartupError(Exception):
@@ -214,7 +242,7 @@ def run_service(main: Callable[[], Awaitable[None]], *, name: str, debug: bool) 
     except ModelNotFoundError as err:
         _LOGGER.error("%s", err)
         sys.exit(2)
-    except StartupError as err:
+    except (StartupError, ListenError) as err:
         _LOGGER.error("%s", err)
         sys.exit(err.exit_code)
     except OSError as err:
@@ -224,9 +252,6 @@ def run_service(main: Callable[[], Awaitable[None]], *, name: str, debug: bool) 
         sys.exit(EXIT_ADDRESS_IN_USE)
     except KeyboardInterrupt:
         pass
-
-
-EXIT_ADDRESS_IN_USE = 4
 
 
 def address_in_use(err: OSError) -> str:

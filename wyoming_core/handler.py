@@ -21,6 +21,7 @@ from wyoming.info import Describe, Info
 from .admission import ByteBudget
 from .errors import INTERNAL_ERROR
 from .logs import clip
+from .metrics import ServiceMetrics
 from .protocol import Limits, ProtocolError, read_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class ConnectionHandler(ABC):
 
     # Set by the server: the bytes of large events all its connections may hold at once.
     budget: ByteBudget | None = None
+    # The service's metrics (set by the server unless the service's factory did): errors counted here.
+    metrics: ServiceMetrics | None = None
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits) -> None:
         self.reader = reader
@@ -93,6 +96,8 @@ class ConnectionHandler(ABC):
         return None
 
     async def _describe(self, _event: Event) -> bool:
+        if self.metrics is not None:
+            self.metrics.request("describe")
         event = self.info().event()
         load = self.load()
         if load is not None:
@@ -118,6 +123,8 @@ class ConnectionHandler(ABC):
         self._last_write = time.monotonic()
 
     async def send_error(self, code: str, text: str) -> None:
+        if self.metrics is not None:
+            self.metrics.error(code)
         try:
             await self.write_event(Error(text=text, code=code).event())
         except (ConnectionError, RuntimeError):

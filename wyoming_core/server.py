@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import resource
@@ -13,16 +14,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from wyoming import __version__ as wyoming_version
 from wyoming.error import Error
 from wyoming.event import Event
 
+from . import __version__
 from .admission import Admission, AdmissionSettings, peer_address
 from .handler import ConnectionHandler
 from .listen import accept_forever, tcp_listeners, unix_listener
+from .metrics import ServiceMetrics
 from .protocol import Limits
+
+if TYPE_CHECKING:
+    from .http import HealthCheck, Monitor
+
+# The exit code of a service whose port is taken (wyoming_core/cli.py run_service says so too).
+EXIT_ADDRESS_IN_USE = 4
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,12 +43,30 @@ _SPARE_FDS = 128
 
 
 @dataclass(frozen=True)
+class HttpAddress:
+    """Where `--http` serves /metrics and /healthz."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     uri: str
     limits: Limits = Limits()
     # None: no zeroconf; "": advertise under the default (host-based) name.
     zeroconf_name: str | None = None
     admission: AdmissionSettings = AdmissionSettings()
+    # None: no HTTP endpoint.
+    http: HttpAddress | None = None
+
+
+class ListenError(Exception):
+    """An address given on the command line cannot be listened on (exit with `exit_code`)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _ensure_fd_room(connections: int) -> None:
@@ -71,10 +99,15 @@ def _encode(event: Event) -> bytes:
 class RunningServer:
     """A started server; `port` is the real port (useful with tcp://...:0)."""
 
-    def __init__(self, settings: ServerSettings, factory: HandlerFactory) -> None:
+    def __init__(
+        self, settings: ServerSettings, factory: HandlerFactory, metrics: ServiceMetrics | None = None
+    ) -> None:
         self.settings = settings
         self._factory = factory
         self.admission = Admission(settings.admission)
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_connections(lambda: self.admission.total)
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -91,6 +124,8 @@ class RunningServer:
             return
         refusal = self.admission.admit(address)
         if refusal is not None:
+            if self.metrics is not None:
+                self.metrics.error(refusal.code)
             # A fresh socket's send buffer always takes one small event; nothing is read.
             with contextlib.suppress(OSError):
                 conn.send(_encode(Error(text=refusal.text, code=refusal.code).event()))
@@ -118,6 +153,8 @@ class RunningServer:
     async def _run_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         handler = self._factory(reader, writer, self.settings.limits)
         handler.budget = self.admission.budget
+        if handler.metrics is None:
+            handler.metrics = self.metrics
         await handler.run()
 
     async def start(self) -> None:
@@ -178,9 +215,13 @@ async def serve(
     *,
     service_name: str,
     on_started: Callable[[RunningServer], None] | None = None,
+    metrics: ServiceMetrics | None = None,
+    health: HealthCheck | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or stdin closes), advertising via zeroconf if asked."""
-    server = RunningServer(settings, factory)
+    """Run until SIGINT/SIGTERM (or stdin closes), advertising via zeroconf if asked, with
+    /metrics and /healthz on `settings.http` if given (`health`: default ready)."""
+    metrics = metrics or ServiceMetrics(service_name, __version__)
+    server = RunningServer(settings, factory, metrics)
     await server.start()
     _LOGGER.info("%s is listening on %s", service_name, settings.uri)
     if on_started is not None:
@@ -194,7 +235,11 @@ async def serve(
             loop.add_signal_handler(sig, wait_task.cancel)
 
     advertiser = None
+    monitor = None
     try:
+        if settings.http is not None:
+            monitor = await start_monitor(settings.http, metrics, health, server.admission.allowed)
+            _LOGGER.info("%s serves /metrics and /healthz on %s", service_name, monitor.url)
         if settings.zeroconf_name is not None and server.port is not None:
             from .advertise import Advertiser  # only needed with --zeroconf (imports zeroconf)
 
@@ -214,4 +259,32 @@ async def serve(
     finally:
         if advertiser is not None:
             await advertiser.stop()
+        if monitor is not None:
+            await monitor.stop()
         await server.stop()
+
+
+async def start_monitor(
+    address: HttpAddress,
+    metrics: ServiceMetrics,
+    health: HealthCheck | None = None,
+    allowed: Callable[[str | None], bool] | None = None,
+) -> Monitor:
+    """/metrics and /healthz on `address`, started; OSError becomes a ListenError that says why."""
+    from .http import Health, Monitor, monitor_app  # only with --http (aiohttp takes a moment)
+
+    def ready() -> Health:
+        return Health(ready=True, version=metrics.version)
+
+    monitor = Monitor(monitor_app(metrics, health or ready, allowed), address.host, address.port)
+    try:
+        await monitor.start()
+    except OSError as err:
+        taken = err.errno == errno.EADDRINUSE
+        why = "it is already in use by another program" if taken else err.strerror or str(err)
+        raise ListenError(
+            f"Cannot serve /metrics and /healthz on {address.host}:{address.port}: {why}. "
+            "Choose another address with --http HOST:PORT",
+            EXIT_ADDRESS_IN_USE if taken else 3,
+        ) from None
+    return monitor
