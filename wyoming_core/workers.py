@@ -231,8 +231,9 @@ class PriorityPool:
         ahead = sum(j.cost for j in self._waiting if j.ticket.priority <= priority) / slots
         if len(self._running) < slots:  # a worker is free: only the queue ahead counts
             return ahead
-        # Every worker it may use is busy: it waits for enough of them to finish.
-        left = sorted(max(0.0, j.cost - (now - j.started_at)) for j in self._running)
+        # Every worker it may use is busy: it waits for enough of them to finish. A call that
+        # overran its expected cost is not taken to be about done: it has a quarter still to go.
+        left = sorted(max(j.cost - (now - j.started_at), j.cost / 4) for j in self._running)
         return left[len(self._running) - slots] + ahead
 
     def recent_wait(self) -> float:

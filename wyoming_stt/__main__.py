@@ -11,7 +11,7 @@ from wyoming_core.cli import StartupError, run_service
 from wyoming_core.ha import HomeLink
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
-from wyoming_core.workers import WorkerPool, default_workers
+from wyoming_core.workers import PriorityPool, WorkerPool, default_workers
 
 from .endpoint import AudioWorkers, DetectorPool
 from .engine import Engines, WhisperEngine
@@ -42,7 +42,8 @@ def _partial_model(settings: SttSettings) -> ResolvedModel | None:
 
 async def main(settings: SttSettings) -> None:
     resolved = resolve_model(settings.model, settings.data_dirs, settings.local_files_only)
-    pool = WorkerPool(settings.workers, "stt-decode")
+    # Final decodes first, speculative ones next, partials last (shed when busy).
+    pool = PriorityPool(settings.workers, "stt-decode")
     # Resampling and the VAD: short jobs, in their own threads so they never wait behind a decode.
     audio = AudioWorkers(WorkerPool(default_workers(), "stt-audio"), DetectorPool())
     names = None

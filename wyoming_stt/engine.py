@@ -6,12 +6,13 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wyoming_core.workers import WorkerPool
+from wyoming_core.workers import Priority, PriorityPool, Ticket
 
 from .models import ResolvedModel
 from .settings import SttSettings
@@ -24,12 +25,24 @@ _LOGGER = logging.getLogger(__name__)
 # Segments that look like Whisper's silence hallucinations are dropped.
 _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
+# Whisper decodes 30 s windows; audio up to this long is decoded in one step.
+_WINDOW_SAMPLES = 30 * 16000
 
 
 @dataclass(frozen=True)
 class Decoded:
     text: str
     language: str | None
+
+
+@dataclass
+class _Progress:
+    """A decode taken in steps: what is decoded so far and the lazy segments still to come."""
+
+    segments: Iterator[Any] | None = None
+    language: str | None = None
+    texts: list[str] = field(default_factory=list)
+    done: bool = False
 
 
 def model_languages(name: str, location: str) -> list[str]:
@@ -48,7 +61,7 @@ class WhisperEngine:
         self,
         settings: SttSettings,
         resolved: ResolvedModel,
-        pool: WorkerPool,
+        pool: PriorityPool,
         role: str = "final",
         names: HomeNames | None = None,
     ) -> None:
@@ -100,36 +113,42 @@ class WhisperEngine:
         if self._model is None:
             raise RuntimeError(self.error or "model not loaded")
 
-    def _decode(
+    def _step(
         self,
+        progress: _Progress,
         audio: np.ndarray,
         language: str | None,
         beam_size: int,
         partial: bool,
         stop: threading.Event | None,
-    ) -> Decoded:
-        segments, info = self._model.transcribe(
-            audio,
-            language=language,
-            beam_size=beam_size,
-            initial_prompt=self.settings.initial_prompt,
-            # Put before the initial prompt in every 30 s window. Measured as good as the
-            # same names in the initial prompt (bench/stt_names.py); --initial-prompt stays.
-            hotwords=None if partial or self.names is None else self.names.hotwords,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,  # our own VAD already cut the audio to speech
-            temperature=0.0 if partial else [0.0, 0.2, 0.4],
-        )
-        texts = []
-        for segment in segments:  # decoded lazily, one 30 s window at a time
+    ) -> None:
+        """Worker thread: the next 30 s window (all of it for audio up to 30 s)."""
+        if progress.segments is None:
+            segments, info = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=beam_size,
+                initial_prompt=self.settings.initial_prompt,
+                # Put before the initial prompt in every 30 s window. Measured as good as the
+                # same names in the initial prompt (bench/stt_names.py); --initial-prompt stays.
+                hotwords=None if partial or self.names is None else self.names.hotwords,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+                vad_filter=False,  # our own VAD already cut the audio to speech
+                temperature=0.0 if partial else [0.0, 0.2, 0.4],
+            )
+            progress.segments, progress.language = segments, info.language
+        whole = len(audio) <= _WINDOW_SAMPLES
+        for segment in progress.segments:  # decoded lazily, one 30 s window at a time
             if stop is not None and stop.is_set():  # the client has gone: nobody reads the rest
                 break
             if segment.no_speech_prob > _NO_SPEECH_PROB and segment.avg_logprob < _LOW_LOGPROB:
                 _LOGGER.debug("Dropping likely hallucination: %r", segment.text)
-                continue
-            texts.append(segment.text.strip())
-        return Decoded(" ".join(t for t in texts if t).strip(), info.language)
+            else:
+                progress.texts.append(segment.text.strip())
+            if not whole:
+                return  # back to the queue: a long decode takes turns with the others
+        progress.done = True
 
     async def transcribe(
         self,
@@ -138,19 +157,33 @@ class WhisperEngine:
         *,
         partial: bool = False,
         stop: threading.Event | None = None,
+        ticket: Ticket | None = None,
+        max_wait: float | None = None,
     ) -> Decoded:
-        """`stop` set (the client has gone) ends a long decode after its current 30 s window."""
+        """`stop` set (the client has gone) ends a long decode after its current 30 s window.
+
+        Queued in the worker pool by `ticket` (default: urgent for a final decode, optional
+        for a partial); a partial not started within `max_wait` seconds raises `Shed`."""
         await self.wait_ready()
+        if ticket is None:
+            ticket = Ticket(Priority.OPTIONAL, "partial") if partial else Ticket(Priority.URGENT, "final")
         beam = 1 if partial else self.settings.beam_size
         started = time.monotonic()
-        decoded = await self.pool.run(self._decode, audio, language, beam, partial, stop)
+        progress = _Progress()
+        gone = stop if stop is not None else threading.Event()
+        # A client that left stops a long decode between windows (and within one, in _step).
+        while not progress.done and not (progress.segments is not None and gone.is_set()):
+            await self.pool.run(
+                self._step, progress, audio, language, beam, partial, stop, ticket=ticket, max_wait=max_wait
+            )
+            max_wait = None  # only its start can be shed: once begun, a decode is finished
         _LOGGER.debug(
             "%s decode of %.2f s took %.0f ms",
             "Partial" if partial else "Final",
             len(audio) / 16000,
             (time.monotonic() - started) * 1000,
         )
-        return decoded
+        return Decoded(" ".join(t for t in progress.texts if t).strip(), progress.language)
 
 
 @dataclass(frozen=True)

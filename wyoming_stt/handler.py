@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from wyoming.asr import Transcribe
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -15,10 +16,11 @@ from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.audio import AudioFormatError, check_format
 from wyoming_core.errors import AUDIO_CHUNK_TOO_LONG as CHUNK_TOO_LONG
 from wyoming_core.errors import AUDIO_TOO_LONG as TOO_LONG
-from wyoming_core.errors import MODEL_UNAVAILABLE, OUT_OF_ORDER, UNSUPPORTED_LANGUAGE
+from wyoming_core.errors import MODEL_UNAVAILABLE, OUT_OF_ORDER, OVERLOADED, UNSUPPORTED_LANGUAGE
 from wyoming_core.errors import UNSUPPORTED_AUDIO_FORMAT as BAD_AUDIO
 from wyoming_core.handler import INTERNAL_ERROR, ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
+from wyoming_core.workers import Priority
 
 from . import __version__
 from .endpoint import AudioWorkers
@@ -106,6 +108,11 @@ class SttHandler(ConnectionHandler):
     def info(self) -> Info:
         return self._info()
 
+    def load(self) -> dict[str, Any]:
+        """The decode queue: workers, decodes running and queued, the expected wait of a new
+        final decode in seconds, decodes completed and partials shed since the start."""
+        return self.engine.pool.snapshot()
+
     def busy(self) -> bool:
         # A transcript still being decoded keeps the idle timeout away.
         return super().busy() or (self._finishing is not None and not self._finishing[1].done())
@@ -138,6 +145,7 @@ class SttHandler(ConnectionHandler):
             raise RequestError(BAD_AUDIO, str(err)) from None
         if self.engine.error:
             raise RequestError(MODEL_UNAVAILABLE, self.engine.error)
+        self._admit()
         await self._after_finishing()
         if self._session is not None:
             self._session.cancel()
@@ -145,6 +153,21 @@ class SttHandler(ConnectionHandler):
             self.engines, self.audio, self.settings, self._language, self.write_event
         )
         return True
+
+    def _admit(self) -> None:
+        """Refuse a new request at once while the decode queue is too long: the client (or its
+        pool) can try another instance instead of waiting without bound."""
+        limit = self.settings.max_queue_wait
+        if not limit:
+            return
+        # Speculative decodes count: they become final ones a moment later.
+        wait = self.engine.pool.expected_wait(Priority.LIKELY)
+        if wait > limit:
+            raise RequestError(
+                OVERLOADED,
+                f"The service is overloaded: a transcript would wait about {wait:.1f} s for a free "
+                f"worker (limit: --max-queue-wait {limit:g} s); try another instance or again later",
+            )
 
     async def _on_audio_chunk(self, event: Event) -> bool:
         if self._session is None:

@@ -20,6 +20,7 @@ from wyoming.event import Event
 
 from wyoming_core.audio import STT_RATE, AudioFormat, StreamConverter, duration, pcm16_to_float
 from wyoming_core.logs import clip, transcript_level
+from wyoming_core.workers import Priority, Shed, Ticket
 
 from .endpoint import AudioWorkers, Endpointer
 from .engine import Decoded, Engines
@@ -48,6 +49,8 @@ class _FinalDecode:
     started_at: float
     audio_end: int  # bytes of audio it covers
     stop: threading.Event
+    # Queued as likely needed; raised to urgent when the client waits for it (audio-stop).
+    ticket: Ticket
 
     def discard(self) -> None:
         """Nobody will use it: the decoding thread stops after its window under way."""
@@ -155,7 +158,16 @@ class TranscriptionSession:
             and self._endpoint.in_speech
             and (self._partial is None or self._partial.done())
             and len(self._audio) - self._partial_at >= self._partial_spacing * _BYTES_PER_SECOND
+            and not self._shed_partial()
         )
+
+    def _shed_partial(self) -> bool:
+        """Partials are shed first when the machine is busy: a final transcript must not wait."""
+        if not self.engine.pool.busy(self.settings.shed_wait):
+            return False
+        self.engine.pool.note_shed()
+        self._partial_at = len(self._audio)  # asked again after another spacing of audio
+        return True
 
     def _language(self) -> str | None:
         return self.language or self._detected
@@ -170,8 +182,12 @@ class TranscriptionSession:
     def _start_final(self) -> None:
         audio = self._speech_audio()
         stop = threading.Event()
-        task = asyncio.create_task(self.engine.transcribe(pcm16_to_float(audio), self._language(), stop=stop))
-        self._final = _FinalDecode(task, time.monotonic(), len(self._audio), stop)
+        # Speculative until audio-stop: final decodes that clients already wait for go first.
+        ticket = Ticket(Priority.LIKELY, "final")
+        task = asyncio.create_task(
+            self.engine.transcribe(pcm16_to_float(audio), self._language(), stop=stop, ticket=ticket)
+        )
+        self._final = _FinalDecode(task, time.monotonic(), len(self._audio), stop, ticket)
         _LOGGER.debug(
             "End of speech detected; final decode started on %.2f s", len(audio) / _BYTES_PER_SECOND
         )
@@ -211,8 +227,16 @@ class TranscriptionSession:
         started = time.monotonic()
         try:
             decoded = await engine.transcribe(
-                pcm16_to_float(audio), self._language(), partial=True, stop=self._stop
+                pcm16_to_float(audio),
+                self._language(),
+                partial=True,
+                stop=self._stop,
+                # Stale by the time the next one is due: dropped rather than run late.
+                max_wait=self.settings.partial_interval,
             )
+        except Shed:
+            _LOGGER.debug("Partial decode shed: the service is busy")
+            return
         except Exception as err:  # a failed partial must not end the request
             _LOGGER.debug("Partial decode failed: %s", err)
             return
@@ -253,6 +277,7 @@ class TranscriptionSession:
         lead_ms: float | None = None
         if final is not None:
             lead_ms = (stop_at - final.started_at) * 1000
+            final.ticket.raise_to(Priority.URGENT)  # the client waits for it now
             decoded = await final.task
         else:
             decoded = await self.engine.transcribe(

@@ -42,6 +42,10 @@ class SttSettings:
     names_refresh: float = 60.0
     # Transcripts in the log at INFO (otherwise DEBUG).
     log_transcripts: bool = False
+    # Partials are skipped while a decode would wait longer than this (seconds).
+    shed_wait: float = 0.25
+    # A new request is refused (`overloaded`) while a final decode would wait longer; 0: never.
+    max_queue_wait: float = 10.0
 
 
 def build_parser() -> EnvArgs:
@@ -101,6 +105,21 @@ def build_parser() -> EnvArgs:
         help="Seconds between two readings of Home Assistant's device and area names",
     )
     args.add("--log-transcripts", action="store_true", help=LOG_TRANSCRIPTS_HELP)
+    args.add(
+        "--shed-wait",
+        type=float,
+        default=0.25,
+        help="Partial transcripts are skipped while a decode would wait longer than this many "
+        "seconds for a worker (final transcripts are never skipped)",
+    )
+    args.add(
+        "--max-queue-wait",
+        type=float,
+        default=10.0,
+        help="Refuse a new request at once with an 'overloaded' error while a final decode would "
+        "wait longer than this many seconds for a worker, so a client can try another instance "
+        "(0: never refuse)",
+    )
     return args
 
 
@@ -111,6 +130,8 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         raise SystemExit("--vad-threshold must be between 0 and 1")
     if ns.beam_size < 1 or ns.workers < 1 or ns.cpu_threads < 0:
         raise SystemExit("--beam-size and --workers must be at least 1, --cpu-threads at least 0")
+    if ns.shed_wait < 0 or ns.max_queue_wait < 0:
+        raise SystemExit("--shed-wait and --max-queue-wait must be 0 or more seconds")
     if ns.ha_names_refresh < 1:
         raise SystemExit("--ha-names-refresh must be at least 1 second")
     cpu_threads = ns.cpu_threads or default_workers()
@@ -136,4 +157,6 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         home=home_settings(ns),
         names_refresh=ns.ha_names_refresh,
         log_transcripts=ns.log_transcripts,
+        shed_wait=ns.shed_wait,
+        max_queue_wait=ns.max_queue_wait,
     )

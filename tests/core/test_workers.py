@@ -51,7 +51,7 @@ def pool() -> PriorityPool:
 
 
 async def test_the_most_urgent_call_runs_first(pool: PriorityPool) -> None:
-    gate, order = Gate(), []
+    gate, order = Gate(), list[str]()
     busy = asyncio.create_task(pool.run(gate, ticket=Ticket(Priority.URGENT, "gate")))
     await gate.wait_started()
     calls = [
@@ -70,7 +70,7 @@ async def test_the_most_urgent_call_runs_first(pool: PriorityPool) -> None:
 
 
 async def test_a_speculative_call_raised_to_urgent_goes_before_later_urgent_ones(pool: PriorityPool) -> None:
-    gate, order = Gate(), []
+    gate, order = Gate(), list[str]()
     busy = asyncio.create_task(pool.run(gate, ticket=Ticket(Priority.URGENT, "gate")))
     await gate.wait_started()
     speculative = Ticket(Priority.LIKELY, "final")
@@ -86,7 +86,7 @@ async def test_a_speculative_call_raised_to_urgent_goes_before_later_urgent_ones
 
 async def test_optional_work_leaves_a_worker_free_for_urgent_work() -> None:
     pool = PriorityPool(2, "test-priority")
-    gate, order = Gate(), []
+    gate, order = Gate(), list[str]()
     busy = asyncio.create_task(pool.run(gate, ticket=Ticket(Priority.LIKELY, "gate")))
     await gate.wait_started()
     partial = asyncio.create_task(pool.run(recorder(order, "partial"), ticket=Ticket(Priority.OPTIONAL, "p")))
@@ -102,7 +102,7 @@ async def test_optional_work_leaves_a_worker_free_for_urgent_work() -> None:
 
 
 async def test_optional_work_that_waited_too_long_is_shed(pool: PriorityPool) -> None:
-    gate, order = Gate(), []
+    gate, order = Gate(), list[str]()
     busy = asyncio.create_task(pool.run(gate, ticket=Ticket(Priority.URGENT, "gate")))
     await gate.wait_started()
     partial = asyncio.create_task(
@@ -121,7 +121,7 @@ async def test_optional_work_that_waited_too_long_is_shed(pool: PriorityPool) ->
 
 
 async def test_a_call_cancelled_while_queued_never_runs(pool: PriorityPool) -> None:
-    gate, order = Gate(), []
+    gate, order = Gate(), list[str]()
     busy = asyncio.create_task(pool.run(gate, ticket=Ticket(Priority.URGENT, "gate")))
     await gate.wait_started()
     gone = asyncio.create_task(pool.run(recorder(order, "gone"), ticket=Ticket(Priority.URGENT, "f")))

@@ -23,7 +23,7 @@ from tests.support.services import ServiceProcess
 from tests.support.speech import piper_speech, silence
 from wyoming_core.audio import AudioFormat
 from wyoming_core.client import describe
-from wyoming_core.workers import WorkerPool
+from wyoming_core.workers import PriorityPool, WorkerPool
 from wyoming_stt.endpoint import AudioWorkers, DetectorPool
 from wyoming_stt.engine import Engines, WhisperEngine
 from wyoming_stt.handler import CHUNK_TOO_LONG, TOO_LONG
@@ -97,7 +97,7 @@ async def test_resampling_and_the_vad_leave_the_event_loop_free(tmp_path: Path) 
     30 s chunks at 48 kHz, the event loop keeps running other work."""
     settings = settings_from_args(build_parser().parse(["--model", "tiny.en", "--data-dir", str(tmp_path)]))
     resolved = resolve_model("tiny.en", settings.data_dirs, local_files_only=True)
-    decode_pool = WorkerPool(1, "test-decode")
+    decode_pool = PriorityPool(1, "test-decode")
     audio_pool = WorkerPool(2, "test-audio")
     engines = Engines(WhisperEngine(settings, resolved, decode_pool))  # never loaded: no speech
     sent: list[object] = []
