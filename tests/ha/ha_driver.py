@@ -16,7 +16,9 @@ commands and the wyoming integration call, so what passes here passes in a real 
 
 The home-control ops: home_setup (template lights and a switch over helpers, in areas,
 exposed to Assist; the `mcp_server` integration through its config flow; a user with a
-long-lived access token), entity_state, call_service, wait_state.
+long-lived access token), entity_state, call_service, wait_state. For satellites also
+start_timer (a timer on a satellite's device, as if asked for by voice there) and
+set_internal_url (so that announcements' audio can be fetched).
 """
 
 from __future__ import annotations
@@ -630,6 +632,32 @@ class Driver:
         finally:
             unsubscribe()
         return {"entity_id": entity_id, "reached": matches(current), **_state_json(current)}
+
+    async def op_start_timer(self, entity_id: str, seconds: int, name: str = "test") -> dict[str, Any]:
+        """Start a timer on the device behind `entity_id` (a satellite), as "set a timer for
+        N seconds" said to that satellite does (HassStartTimer): HA then sends the device's
+        timer events (the wyoming integration forwards them to the satellite)."""
+        from homeassistant.helpers import intent
+
+        entry = er.async_get(self.hass).async_get(entity_id)
+        if entry is None or entry.device_id is None:
+            raise ValueError(f"{entity_id} has no device")
+        response = await intent.async_handle(
+            self.hass,
+            "ha_driver",
+            intent.INTENT_START_TIMER,
+            {"seconds": {"value": seconds}, "name": {"value": name}},
+            device_id=entry.device_id,
+        )
+        return {"response_type": _v(response.response_type), "speech": response.speech}
+
+    async def op_set_internal_url(self, local: bool = True) -> dict[str, Any]:
+        """HA's internal URL: this HA's own HTTP server (which listens on 127.0.0.1 only), or
+        unset again. HA hands URLs under it to ffmpeg for an announcement's audio; unset, HA
+        guesses the machine's network address, where nothing answers."""
+        url = f"http://127.0.0.1:{self.http_port}" if local else None
+        await self.hass.config.async_update(internal_url=url)
+        return {"internal_url": url}
 
     async def op_add_named_devices(self, devices: list[dict[str, Any]]) -> dict[str, Any]:
         """More exposed devices, for what is said about them: each `{"name", "area", "domain",
