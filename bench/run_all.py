@@ -27,7 +27,7 @@ from bench.common import Figure, load
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-NOT_BENCHMARKS = {"common", "run_all", "__init__"}
+NOT_BENCHMARKS = {"common", "run_all", "__init__", "peers"}  # peers: the reference servers' venvs
 # Benchmarks the issues ask for: listed even when their script does not exist (yet).
 EXPECTED = ("stt", "tts", "llm", "satellite", "stt_names", "abuse")
 END_TO_END = "end of speech -> first reply audio"
