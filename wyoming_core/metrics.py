@@ -114,11 +114,9 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self.used = False
         self._began = 0.0
 
     def __enter__(self) -> Stopwatch:
-        self.used = True
         self._began = time.monotonic()
         return self
 
@@ -126,6 +124,14 @@ class Stopwatch:
         self, _type: type[BaseException] | None, _error: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.seconds += time.monotonic() - self._began
+
+    async def __aenter__(self) -> Stopwatch:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, _type: type[BaseException] | None, _error: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.__exit__(_type, _error, _tb)
 
 
 def timed(func: Callable[P, T]) -> Callable[P, tuple[T, float]]:

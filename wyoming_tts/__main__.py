@@ -8,13 +8,16 @@ import logging
 from functools import partial
 
 from wyoming_core.cli import run_service
+from wyoming_core.http import Health
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
 from wyoming_core.workers import WorkerPool
 
+from . import __version__
 from .download import Downloader, DownloadError
 from .engine import SynthesisOptions, VoiceCache, VoiceLoadError
 from .handler import TtsContext, TtsHandler
+from .metrics import TtsMetrics
 from .settings import TtsSettings, build_parser, settings_from_args
 from .speech import JobSettings
 from .voices import VoiceCatalogue
@@ -29,15 +32,29 @@ INSTALL_HINT = (
 
 async def _preload(
     cache: VoiceCache, catalogue: VoiceCatalogue, name: str, downloader: Downloader | None
-) -> None:
+) -> str | None:
+    """Load the default voice; why it could not be, if it could not."""
     try:
         if catalogue.find(name) is None and downloader is not None:
             await downloader.fetch(name)
         voice = catalogue.voices(fresh=True).get(name)
-        if voice is not None:
-            await cache.get(voice)
+        if voice is None:
+            return f"the voice {name} is not installed"
+        await cache.get(voice)
     except (VoiceLoadError, DownloadError) as err:
         _LOGGER.error("%s", err)
+        return str(err)
+    return None
+
+
+def _health(preload: asyncio.Task[str | None], cache: VoiceCache, voice: str) -> Health:
+    """Ready once the default voice has loaded (a failed first load may have worked since)."""
+    if not preload.done():
+        return Health(False, __version__, voice=voice, reason="loading the voice")
+    failed = None if preload.cancelled() else preload.result()
+    if failed is not None and cache.has(voice):
+        failed = None
+    return Health(failed is None, __version__, voice=voice, reason=failed)
 
 
 async def main(settings: TtsSettings) -> None:
@@ -48,7 +65,8 @@ async def main(settings: TtsSettings) -> None:
         raise ModelNotFoundError("piper voice", settings.voice, places, INSTALL_HINT)
     _LOGGER.info("Voices: %s", ", ".join(f"{v.name} ({v.source})" for v in voices.values()))
     pool = WorkerPool(settings.workers, "tts-synth")
-    cache = VoiceCache(settings.max_voices, settings.threads_per_worker, pool)
+    metrics = TtsMetrics()
+    cache = VoiceCache(settings.max_voices, settings.threads_per_worker, pool, metrics)
     context = TtsContext(
         default_voice=settings.voice,
         default_speaker=settings.speaker,
@@ -59,11 +77,18 @@ async def main(settings: TtsSettings) -> None:
         cache=cache,
         downloader=Downloader(settings.data_dirs[0]) if settings.download else None,
         max_queued_requests=settings.max_queued_requests,
+        metrics=metrics,
     )
     # Load the default voice in the background: describe is answered while it loads.
     preload = asyncio.create_task(_preload(cache, catalogue, settings.voice, context.downloader))
     try:
-        await serve(settings.server, partial(TtsHandler, context=context), service_name="wyoming-tts")
+        await serve(
+            settings.server,
+            partial(TtsHandler, context=context),
+            service_name="wyoming-tts",
+            metrics=metrics,
+            health=partial(_health, preload, cache, settings.voice),
+        )
     finally:
         preload.cancel()
         with contextlib.suppress(BaseException):

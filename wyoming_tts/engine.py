@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from wyoming_core.metrics import timed
 from wyoming_core.workers import WorkerPool
 
+from .metrics import TtsMetrics
 from .voices import VoiceEntry
 
 _LOGGER = logging.getLogger(__name__)
@@ -171,10 +173,13 @@ class VoiceCache:
     loading a voice never holds up synthesis with voices already loaded.
     """
 
-    def __init__(self, capacity: int, threads_per_worker: int, pool: WorkerPool) -> None:
+    def __init__(
+        self, capacity: int, threads_per_worker: int, pool: WorkerPool, metrics: TtsMetrics | None = None
+    ) -> None:
         self.capacity = capacity
         self.threads = threads_per_worker
         self.pool = pool
+        self.metrics = metrics
         self._voices: OrderedDict[str, asyncio.Task[LoadedVoice]] = OrderedDict()
 
     def _key(self, entry: VoiceEntry) -> str:
@@ -188,6 +193,8 @@ class VoiceCache:
             raise VoiceLoadError(f"Could not load voice {entry.name!r} ({entry.model_path}): {err}") from err
         seconds = time.monotonic() - started
         _LOGGER.info("Voice %s is ready (loaded from %s in %.1f s)", entry.name, entry.source, seconds)
+        if self.metrics is not None:
+            self.metrics.voice_loaded(entry.name, seconds)
         return voice
 
     async def get(self, entry: VoiceEntry) -> LoadedVoice:
@@ -214,7 +221,17 @@ class VoiceCache:
     def loaded(self) -> list[str]:
         return [key.split("@", 1)[0] for key, task in self._voices.items() if task.done()]
 
+    def has(self, name: str) -> bool:
+        """Whether the voice `name` is loaded (not loading, not failed)."""
+        return any(
+            key.split("@", 1)[0] == name and task.done() and not task.cancelled() and task.exception() is None
+            for key, task in self._voices.items()
+        )
+
     async def synthesize(
         self, voice: LoadedVoice, text: str, options: SynthesisOptions, interrupt: Interrupt | None = None
     ) -> bytes:
-        return await self.pool.run(voice.synthesize, text, options, interrupt)
+        pcm, seconds = await self.pool.run(timed(voice.synthesize), text, options, interrupt)
+        if self.metrics is not None:
+            self.metrics.synthesized(seconds, len(pcm) / (2 * voice.sample_rate))
+        return pcm

@@ -7,7 +7,7 @@ import functools
 import importlib.metadata
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from wyoming.event import Event
@@ -30,6 +30,7 @@ from wyoming_core.protocol import Limits
 from . import __version__
 from .download import Downloader, DownloadError
 from .engine import SynthesisOptions, VoiceCache
+from .metrics import ReplyTimer, TtsMetrics
 from .speech import JobSettings, SpeechJob, SpeechRequest
 from .text import SentenceSplitter, split_sentences
 from .voices import VoiceCatalogue, VoiceEntry
@@ -108,12 +109,14 @@ class TtsContext:
     downloader: Downloader | None = None
     # Replies one connection may have queued or under way; one more ends the connection.
     max_queued_requests: int = 8
+    metrics: TtsMetrics = field(default_factory=TtsMetrics)
 
 
 @dataclass
 class _Stream:
     job: SpeechJob
     splitter: SentenceSplitter
+    timer: ReplyTimer
     chars: int = 0
     # Until the first sentence is complete, its first clause may be spoken ahead.
     early_clause: bool = True
@@ -122,6 +125,8 @@ class _Stream:
 
 
 class TtsHandler(ConnectionHandler):
+    metrics: TtsMetrics
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -130,6 +135,7 @@ class TtsHandler(ConnectionHandler):
         context: TtsContext,
     ) -> None:
         self.context = context
+        self.metrics = context.metrics
         self._stream: _Stream | None = None
         self._last: SpeechJob | None = None
         # Every reply not finished yet (they run one after another, in order).
@@ -166,7 +172,8 @@ class TtsHandler(ConnectionHandler):
             return True
         self._check_queue()
         await self._download_if_missing(request.voice)
-        job = self._start_job(self._select(request.voice), streaming=False)
+        job, timer = self._start_job(self._select(request.voice), streaming=False)
+        timer.text_came()
         job.add(split_sentences(text))
         job.finish()
         return True
@@ -177,8 +184,8 @@ class TtsHandler(ConnectionHandler):
         request = _parse(SynthesizeStart.from_event, event)
         self._check_queue()
         await self._download_if_missing(request.voice)
-        job = self._start_job(self._select(request.voice), streaming=True)
-        self._stream = _Stream(job, SentenceSplitter())
+        job, timer = self._start_job(self._select(request.voice), streaming=True)
+        self._stream = _Stream(job, SentenceSplitter(), timer)
         return True
 
     async def _on_chunk(self, event: Event) -> bool:
@@ -196,8 +203,11 @@ class TtsHandler(ConnectionHandler):
         elif stream.early_clause and self.context.job.clause_split:
             clause = stream.splitter.take_clause()
             if clause is not None:
+                stream.timer.text_came()
                 stream.job.add_clause(clause)
                 stream.early_clause = False
+        if sentences:
+            stream.timer.text_came()
         stream.job.add(sentences)
         return True
 
@@ -205,6 +215,7 @@ class TtsHandler(ConnectionHandler):
         if self._stream is None:
             raise RequestError(OUT_OF_ORDER, "synthesize-stop received without synthesize-start")
         stream, self._stream = self._stream, None
+        stream.timer.text_came()  # the last words may be the reply's first
         stream.job.add(stream.splitter.finish() if stream.chars else split_sentences(stream.full_text))
         stream.job.finish()
         return True
@@ -226,14 +237,17 @@ class TtsHandler(ConnectionHandler):
         if chars > limit:
             raise RequestError(TEXT_TOO_LONG, f"Text of {chars} characters is over the limit of {limit}")
 
-    def _start_job(self, selected: tuple[VoiceEntry, SynthesisOptions], streaming: bool) -> SpeechJob:
+    def _start_job(
+        self, selected: tuple[VoiceEntry, SynthesisOptions], streaming: bool
+    ) -> tuple[SpeechJob, ReplyTimer]:
         voice, options = selected
+        timer = self.metrics.reply(streaming, self.write_event)
         after = self._last.task if self._last is not None and not self._last.task.done() else None
         job = SpeechJob(
             SpeechRequest(voice, options, streaming),
             self.context.cache,
             self.context.job,
-            self.write_event,
+            timer.send,
             self._fail,
             self.peer,
             after,
@@ -241,7 +255,7 @@ class TtsHandler(ConnectionHandler):
         self._last = job
         self._jobs.add(job)
         job.task.add_done_callback(lambda _task: self._jobs.discard(job))
-        return job
+        return job, timer
 
     async def _fail(self, code: str, text: str) -> None:
         """An error found during synthesis: tell the client and end the connection."""
