@@ -109,6 +109,8 @@ class OllamaBackend:
         self.model_installed: bool | None = None
         # Whether the model can call tools (Ollama's /api/show capabilities); None: unknown yet.
         self.supports_tools: bool | None = None
+        # Seconds the warm-up took to load the model; None: not (yet) warmed up.
+        self.warm_seconds: float | None = None
         self._client = ollama.AsyncClient(host=self.url, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT))
         self._options: dict[str, Any] = {}
         if settings.temperature is not None:
@@ -180,7 +182,8 @@ class OllamaBackend:
             cause = classify(err, self.url, self.model).cause
             _LOGGER.warning("Could not load the model %s in advance: %s", self.model, cause)
             return
-        _LOGGER.info("The model %s is loaded and warm (%.1f s)", self.model, time.monotonic() - started)
+        self.warm_seconds = time.monotonic() - started
+        _LOGGER.info("The model %s is loaded and warm (%.1f s)", self.model, self.warm_seconds)
 
     async def chat(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None

@@ -7,11 +7,12 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from wyoming_core.logs import clip
+from wyoming_core.metrics import Stopwatch
 
 from . import local, replies
 from .backend import TIMEOUT, LlmError, OllamaBackend, ToolRequest
@@ -36,6 +37,8 @@ class Outcome:
     text: str
     # Why it was not handled (a failure code), for logs and tests.
     reason: str | None = None
+    # Seconds spent reading the model's answer; None: answered without asking the model.
+    model_seconds: float | None = None
 
 
 class Conversations:
@@ -99,9 +102,13 @@ class Conversations:
                 if answer is not None:
                     await say(answer)
                     return Outcome(True, answer)
-            return await self._ask_model(text, language, key, say)
+            model = Stopwatch()
+            outcome = await self._ask_model(text, language, key, say, model)
+            return replace(outcome, model_seconds=model.seconds)
 
-    async def _ask_model(self, text: str, language: str | None, key: str, say: SentenceSink) -> Outcome:
+    async def _ask_model(
+        self, text: str, language: str | None, key: str, say: SentenceSink, model: Stopwatch
+    ) -> Outcome:
         now = self._now()
         tools = self.home.ollama_tools() if self.backend.supports_tools is not False else []
         messages = [
@@ -118,7 +125,7 @@ class Conversations:
             async with asyncio.timeout(self.settings.answer_timeout):
                 for _round in range(MAX_TOOL_CALLS + 1):
                     requests: list[ToolRequest] = []
-                    async with contextlib.aclosing(self.backend.chat(messages, tools)) as pieces:
+                    async with model, contextlib.aclosing(self.backend.chat(messages, tools)) as pieces:
                         async for piece in pieces:
                             if isinstance(piece, ToolRequest):
                                 requests.append(piece)

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from wyoming.asr import Transcript
@@ -25,6 +26,7 @@ from . import __version__
 from .backend import OllamaBackend
 from .conversation import Conversations, Outcome
 from .home import Home
+from .metrics import LlmMetrics, TurnTimer
 from .names import conversation_key
 from .settings import LlmSettings
 
@@ -75,6 +77,8 @@ def parse_transcript(event: Event) -> Transcript:
 
 
 class LlmHandler(ConnectionHandler):
+    metrics: LlmMetrics
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -83,8 +87,10 @@ class LlmHandler(ConnectionHandler):
         settings: LlmSettings,
         conversations: Conversations,
         info: Callable[[], Info],
+        metrics: LlmMetrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.conversations = conversations
         self._info = info
         self._answering: asyncio.Task[None] | None = None
@@ -107,6 +113,7 @@ class LlmHandler(ConnectionHandler):
         return True
 
     async def _answer(self, transcript: Transcript) -> None:
+        timer = self.metrics.turn()
         context: dict[str, Any] = dict(transcript.context or {})
         key = conversation_key(context)
         if key is None:
@@ -116,7 +123,8 @@ class LlmHandler(ConnectionHandler):
         started = time.monotonic()
         try:
             await self.write_event(HandledStart(context=context).event())
-            outcome = await self.conversations.respond(transcript.text, transcript.language, key, self._say)
+            say = partial(self._say, timer)
+            outcome = await self.conversations.respond(transcript.text, transcript.language, key, say)
         except ConnectionError:
             _LOGGER.debug("Client %s went away during the answer", self.peer)
             return
@@ -131,6 +139,7 @@ class LlmHandler(ConnectionHandler):
         except ConnectionError:
             _LOGGER.debug("Client %s went away before the answer's end", self.peer)
             return
+        timer.done(outcome.handled, outcome.reason, outcome.model_seconds)
         _LOGGER.debug(
             "%s %s in %.2f s",
             clip(key),
@@ -142,8 +151,9 @@ class LlmHandler(ConnectionHandler):
         _LOGGER.log(level, "Transcript: '%s'", clip(transcript.text, 1000))
         _LOGGER.log(level, "Reply: '%s'", clip(outcome.text, 1000))
 
-    async def _say(self, sentence: str) -> None:
+    async def _say(self, timer: TurnTimer, sentence: str) -> None:
         await self.write_event(HandledChunk(text=sentence).event())
+        timer.sentence()
 
     async def _cancel(self) -> None:
         task, self._answering = self._answering, None
