@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from functools import partial
 
 from wyoming_core.cli import StartupError, run_service
 from wyoming_core.ha import HomeLink
+from wyoming_core.http import Health
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
 from wyoming_core.workers import PriorityPool, WorkerPool, default_workers
 
+from . import __version__
 from .endpoint import AudioWorkers, DetectorPool
 from .engine import Engines, WhisperEngine
 from .handler import SttHandler, build_info
 from .home_names import HomeNames
+from .metrics import SttMetrics
 from .models import ResolvedModel, resolve_model
 from .settings import SttSettings, build_parser, settings_from_args
 
@@ -40,6 +44,19 @@ def _partial_model(settings: SttSettings) -> ResolvedModel | None:
     return resolve_model(name, settings.data_dirs, settings.local_files_only)
 
 
+async def _load(engine: WhisperEngine, metrics: SttMetrics) -> None:
+    started = time.monotonic()
+    await engine.load()
+    if engine.is_loaded:
+        metrics.model_loaded(engine.resolved.name, time.monotonic() - started)
+
+
+def _health(engine: WhisperEngine, model: str) -> Health:
+    """Ready once the main model has loaded."""
+    reason = None if engine.is_loaded else engine.error or "loading the model"
+    return Health(reason is None, __version__, model=model, reason=reason)
+
+
 async def main(settings: SttSettings) -> None:
     resolved = resolve_model(settings.model, settings.data_dirs, settings.local_files_only)
     # Final decodes first, speculative ones next, partials last (shed when busy).
@@ -50,18 +67,24 @@ async def main(settings: SttSettings) -> None:
     if settings.home is not None:
         names = HomeNames(HomeLink(settings.home), settings.names_refresh)
         names.start()  # in the background: transcripts are unbiased until the names come
-    engine = WhisperEngine(settings, resolved, pool, names=names)
+    metrics = SttMetrics()
+    metrics.watch_pool("decode", pool)
+    engine = WhisperEngine(settings, resolved, pool, names=names, metrics=metrics)
     small = _partial_model(settings)
-    engines = Engines(engine, WhisperEngine(settings, small, pool, role="partial") if small else None)
+    engines = Engines(
+        engine, WhisperEngine(settings, small, pool, role="partial", metrics=metrics) if small else None
+    )
     info = partial(build_info, settings, engine, names)
     # Load in the background: the server answers describe while the model loads.
-    load_task = asyncio.create_task(engine.load())
-    partial_load = asyncio.create_task(engines.partial.load()) if engines.partial else None
+    load_task = asyncio.create_task(_load(engine, metrics))
+    partial_load = asyncio.create_task(_load(engines.partial, metrics)) if engines.partial else None
     serve_task = asyncio.create_task(
         serve(
             settings.server,
-            partial(SttHandler, settings=settings, engines=engines, audio=audio, info=info),
+            partial(SttHandler, metrics=metrics, settings=settings, engines=engines, audio=audio, info=info),
             service_name="wyoming-stt",
+            metrics=metrics,
+            health=partial(_health, engine, settings.model),
         )
     )
     try:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from wyoming_core.metrics import timed
 from wyoming_core.workers import Priority, PriorityPool, Ticket
 
+from .metrics import SttMetrics
 from .models import ResolvedModel
 from .settings import SttSettings
 
@@ -64,9 +66,11 @@ class WhisperEngine:
         pool: PriorityPool,
         role: str = "final",
         names: HomeNames | None = None,
+        metrics: SttMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.role = role
+        self.metrics = metrics
         # Home Assistant's names for final decodes (partials stay unbiased: cheaper).
         self.names = names
         self.resolved = resolved
@@ -171,11 +175,14 @@ class WhisperEngine:
         started = time.monotonic()
         progress = _Progress()
         gone = stop if stop is not None else threading.Event()
+        step = timed(self._step)  # also says how long the model worked, in the worker thread
+        busy = 0.0
         # A client that left stops a long decode between windows (and within one, in _step).
         while not progress.done and not (progress.segments is not None and gone.is_set()):
-            await self.pool.run(
-                self._step, progress, audio, language, beam, partial, stop, ticket=ticket, max_wait=max_wait
+            _, took = await self.pool.run(
+                step, progress, audio, language, beam, partial, stop, ticket=ticket, max_wait=max_wait
             )
+            busy += took
             max_wait = None  # only its start can be shed: once begun, a decode is finished
         _LOGGER.debug(
             "%s decode of %.2f s took %.0f ms",
@@ -183,6 +190,8 @@ class WhisperEngine:
             len(audio) / 16000,
             (time.monotonic() - started) * 1000,
         )
+        if self.metrics is not None and progress.done:
+            self.metrics.decoded(partial, len(audio) / 16000, busy)
         return Decoded(" ".join(t for t in progress.texts if t).strip(), progress.language)
 
 

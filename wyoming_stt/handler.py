@@ -13,7 +13,7 @@ from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from wyoming_core import PROJECT_ATTRIBUTION
-from wyoming_core.audio import AudioFormatError, check_format
+from wyoming_core.audio import AudioFormatError, check_format, duration
 from wyoming_core.errors import AUDIO_CHUNK_TOO_LONG as CHUNK_TOO_LONG
 from wyoming_core.errors import AUDIO_TOO_LONG as TOO_LONG
 from wyoming_core.errors import MODEL_UNAVAILABLE, OUT_OF_ORDER, OVERLOADED, UNSUPPORTED_LANGUAGE
@@ -26,6 +26,7 @@ from . import __version__
 from .endpoint import AudioWorkers
 from .engine import Engines, WhisperEngine
 from .home_names import HomeNames
+from .metrics import SttMetrics, TranscriptTimer
 from .session import AudioTooLong, ChunkTooLong, TranscriptionSession
 from .settings import SttSettings
 
@@ -83,6 +84,8 @@ def normalize_language(language: str | None, supported: list[str]) -> str | None
 
 
 class SttHandler(ConnectionHandler):
+    metrics: SttMetrics
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -92,8 +95,10 @@ class SttHandler(ConnectionHandler):
         engines: Engines,
         audio: AudioWorkers,
         info: Callable[[], Info],
+        metrics: SttMetrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.engines = engines
         self.engine = engines.final
         self.audio = audio
@@ -184,6 +189,7 @@ class SttHandler(ConnectionHandler):
             raise RequestError(TOO_LONG, str(err)) from None
         except ChunkTooLong as err:
             raise RequestError(CHUNK_TOO_LONG, str(err)) from None
+        self.metrics.heard(duration(event.payload or b"", fmt))
         return True
 
     async def _on_audio_stop(self, event: Event) -> bool:
@@ -194,13 +200,14 @@ class SttHandler(ConnectionHandler):
                 self.engines, self.audio, self.settings, self._language, self.write_event
             )
         session, self._session = self._session, None
-        self._finishing = (session, asyncio.create_task(self._finish(session)))
+        self._finishing = (session, asyncio.create_task(self._finish(session, self.metrics.transcription())))
         self._language = self.settings.language
         return True
 
-    async def _finish(self, session: TranscriptionSession) -> None:
+    async def _finish(self, session: TranscriptionSession, timer: TranscriptTimer) -> None:
         try:
             await session.stop()
+            timer.done()
         except RuntimeError as err:
             _LOGGER.warning("Could not transcribe for %s: %s", self.peer, err)
             await self.send_error(MODEL_UNAVAILABLE, str(err))

@@ -20,12 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fake_ollama import FakeOllama
 from tests.support.services import ROOT, ServiceProcess, free_port
+from tests.support.speech import piper_speech, silence
+from wyoming_core.audio import AudioFormat
 from wyoming_core.client import (
     ServiceError,
     converse,
     describe,
     synthesize,
     synthesize_streamed,
+    transcribe,
 )
 
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -274,6 +277,42 @@ async def test_the_allow_list_applies_to_http(service_factory: list[ServiceProce
         status = await answers()
         await asyncio.sleep(0.1)
     assert status == 403
+
+
+# ---- STT ------------------------------------------------------------------------------------
+
+
+async def test_stt_metrics_move_with_a_real_transcript(
+    service_factory: list[ServiceProcess], tmp_path: Path
+) -> None:
+    service, port = start(
+        "wyoming_stt", "--model", "tiny.en", "--data-dir", str(tmp_path), "--language", "en", "--no-partials"
+    )
+    service_factory.append(service)
+    service.wait_listening()
+    body = await wait_healthy(service, port)
+    assert body == {"service": "wyoming-stt", "ready": True, "version": "0.1.0", "model": "tiny.en"}
+    before = await scrape(port)
+    assert before.get("wyoming_model_load_seconds", model="tiny.en") > 0
+    assert before.get("wyoming_workers", pool="decode") >= 1
+    assert before.get("wyoming_queue_depth", pool="decode") == 0
+
+    pcm, fmt = piper_speech("Turn on the kitchen lights.")
+    result = await transcribe(service.uri, pcm + silence(0.5, fmt), fmt, language="en", timeout=120)
+    assert "kitchen" in result.text.lower()
+    with pytest.raises(ServiceError) as refused:
+        await transcribe(service.uri, silence(0.2, AudioFormat(500, 2, 1)), AudioFormat(500, 2, 1))
+    assert refused.value.code == "unsupported-audio-format"
+
+    after = await moved(port, "wyoming_stt_transcript_seconds_count", 0)
+    assert after.get("wyoming_requests_total", kind="transcribe") == 1
+    assert after.get("wyoming_errors_total", code="unsupported-audio-format") == 1
+    assert after.get("wyoming_stt_transcript_seconds_sum") > 0
+    assert after.get("wyoming_stt_real_time_factor_count", decode="final") >= 1
+    assert after.get("wyoming_stt_real_time_factor_sum", decode="final") > 0
+    assert after.get("wyoming_stt_audio_seconds_total") == pytest.approx(
+        len(pcm + silence(0.5, fmt)) / (fmt.rate * fmt.width), abs=0.05
+    )
 
 
 # ---- LLM ------------------------------------------------------------------------------------
