@@ -7,9 +7,14 @@ import contextlib
 import logging
 import signal
 import sys
+from dataclasses import replace
 
+from wyoming_core import __version__
+from wyoming_core.cli import http_address
+from wyoming_core.http import Health
 from wyoming_core.logs import setup_logging
-from wyoming_core.server import serve
+from wyoming_core.metrics import ServiceMetrics
+from wyoming_core.server import HttpAddress, ListenError, serve, start_monitor
 
 from .audio_in import list_devices, open_mic
 from .audio_out import Player, open_sink
@@ -28,7 +33,9 @@ from .wake import RemoteWake, make_detector
 _LOGGER = logging.getLogger("satellite")
 
 
-async def run_satellite(settings: SatelliteSettings) -> None:
+async def run_satellite(
+    settings: SatelliteSettings, metrics: ServiceMetrics | None = None, started: asyncio.Event | None = None
+) -> None:
     # Model and file loading happen in threads: nothing blocks the loop, even at start-up.
     detector = await asyncio.to_thread(make_detector, settings.wake)
     listener = Listener(detector, await asyncio.to_thread(SpeechProbability))
@@ -59,11 +66,17 @@ async def run_satellite(settings: SatelliteSettings) -> None:
             loop.add_signal_handler(sig, stop.set)
     words = ", ".join(f"{m.id} ({m.phrase!r}, {m.engine})" for m in detector.models)
     _LOGGER.info("Satellite %r is ready; wake words: %s", settings.name, words)
+    if started is not None:
+        started.set()
 
     tasks: list[asyncio.Task[None]] = [asyncio.create_task(sat.run(), name="mic-loop")]
     if isinstance(backend, HaBackend):
         assert settings.server is not None
-        tasks.append(asyncio.create_task(serve(settings.server, backend.factory, service_name="satellite")))
+        # --http is served beside the satellite (_with_http), in both modes: not by serve().
+        server = replace(settings.server, http=None)
+        tasks.append(
+            asyncio.create_task(serve(server, backend.factory, service_name="satellite", metrics=metrics))
+        )
     else:
         tasks.append(asyncio.create_task(_until(stop), name="signals"))
     try:
@@ -89,6 +102,23 @@ async def run_satellite(settings: SatelliteSettings) -> None:
         _LOGGER.info("Satellite stopped")
 
 
+async def _with_http(settings: SatelliteSettings, http: HttpAddress) -> None:
+    """--http: /metrics (the Wyoming server's in HA mode; no per-stage metrics yet) and /healthz."""
+    metrics = ServiceMetrics("satellite", __version__)
+    started = asyncio.Event()
+
+    def health() -> Health:
+        ready = started.is_set()
+        return Health(ready, __version__, reason=None if ready else "starting")
+
+    monitor = await start_monitor(http, metrics, health)
+    _LOGGER.info("Satellite serves /metrics and /healthz on %s", monitor.url)
+    try:
+        await run_satellite(settings, metrics, started)
+    finally:
+        await monitor.stop()
+
+
 async def _until(stop: asyncio.Event) -> None:
     await stop.wait()
     _LOGGER.info("Satellite is shutting down")
@@ -100,12 +130,16 @@ def main(argv: list[str] | None = None) -> None:
         print(list_devices())
         return
     settings = settings_from_args(args)
+    http = http_address(args.http)
     setup_logging(settings.debug, "satellite")
     try:
-        asyncio.run(run_satellite(settings))
+        asyncio.run(run_satellite(settings) if http is None else _with_http(settings, http))
     except NoAudioDevice as err:
         _LOGGER.error("%s", err)
         sys.exit(EXIT_NO_AUDIO_DEVICE)
+    except ListenError as err:
+        _LOGGER.error("%s", err)
+        sys.exit(err.exit_code)
 
 
 def run() -> None:

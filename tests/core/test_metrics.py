@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fake_ollama import FakeOllama
 from tests.support.services import ROOT, ServiceProcess, free_port
 from tests.support.speech import piper_speech, silence
-from wyoming_core.audio import AudioFormat
+from wyoming_core.audio import AudioFormat, write_wav
 from wyoming_core.client import (
     ServiceError,
     converse,
@@ -363,3 +363,27 @@ async def test_llm_metrics_split_turns_with_and_without_the_model(
     assert after.get("wyoming_llm_answers_total", outcome="not-handled") == 1
     status, body = await health(port)
     assert status == 503 and body["ready"] is False and "reach" in body["reason"]
+
+
+# ---- satellite ------------------------------------------------------------------------------
+
+
+async def test_satellite_serves_health_and_its_servers_metrics(
+    service_factory: list[ServiceProcess], tmp_path: Path
+) -> None:
+    """The satellite (HA mode: its own Wyoming server) with --http: ready once started, and a
+    describe from Home Assistant's side counted in the satellite's registry."""
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, silence(1.0, AudioFormat(16000, 2, 1)), AudioFormat(16000, 2, 1))
+    service, port = start("satellite", "--mic-file", str(mic), "--snd-file", str(tmp_path / "snd.wav"))
+    service_factory.append(service)
+    service.wait_listening(timeout=60)
+    body = await wait_healthy(service, port, timeout=60)
+    assert body == {"service": "satellite", "ready": True, "version": "0.1.0"}
+    info = await describe(service.uri)
+    assert info.satellite is not None
+    after = await scrape(port)
+    assert after.get("wyoming_requests_total", kind="describe") == 1
+    assert after.get("wyoming_connections") >= 0
+    status, _type, _body = await http(port, "/metrics", "POST")
+    assert status == 405
