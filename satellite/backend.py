@@ -1,21 +1,50 @@
-"""What runs a turn once the satellite has woken: standalone services or Home Assistant."""
+"""What runs a turn once the satellite has woken (standalone services or Home Assistant), and
+the narrow seam back to the satellite core: `Core` is all a backend may use of it."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .core import Satellite
+    from .audio_out import Player
+    from .state import State
+
+
+class Core(Protocol):
+    """The satellite core as a backend sees it (`satellite.core.Satellite` is one)."""
+
+    @property
+    def state(self) -> State:
+        """What the satellite is doing now (read only: changes go through the named methods)."""
+
+    @property
+    def player(self) -> Player:
+        """The speaker: replies are queued here, and waited for."""
+
+    def play_sound(self, kind: str) -> None:
+        """A feedback sound: wake, done, error, timer."""
+
+    def thinking(self, why: str) -> None:
+        """The request is over; the answer is awaited."""
+
+    def speaking(self, why: str) -> None:
+        """Reply (or announcement) audio has started to play."""
+
+    def idle(self, why: str) -> None:
+        """Back to waiting for the wake word, or paused when nobody asks for audio."""
+
+    async def end_turn(self, *, error: bool = False, follow_up: bool = False) -> None:
+        """The turn is over, whatever happened: its sound, then waiting or a follow-up."""
 
 
 class Backend(ABC):
     """The core calls these from the mic loop; they must return quickly (no long awaits)."""
 
-    sat: Satellite
+    core: Core
 
-    def attach(self, sat: Satellite) -> None:
-        self.sat = sat
+    def attach(self, core: Core) -> None:
+        self.core = core
 
     async def start(self) -> None:
         pass
@@ -35,8 +64,8 @@ class Backend(ABC):
         """Mic audio while the user speaks."""
 
     @abstractmethod
-    async def end_of_speech(self) -> None:
-        """The VAD heard the request end."""
+    async def end_of_speech(self, at: float) -> None:
+        """The request ended (the VAD heard it end) at monotonic time `at`."""
 
     @abstractmethod
     async def abandon_turn(self, reason: str) -> None:

@@ -1,4 +1,8 @@
-"""The satellite's mic loop: every chunk is analysed, then handled by the current state's handler."""
+"""The satellite's mic loop: every chunk is analysed, then handled by the current state's handler.
+
+`Satellite` is also the `backend.Core` its backend talks to: the state, named state changes,
+feedback sounds, the end of a turn and the player; nothing else of it is a backend's business.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +52,6 @@ class Satellite:
         self.recorder = TurnRecorder(settings.debug_recording_dir)
         self.turns = 0
         self.finished = asyncio.Event()
-        self.end_of_speech_at = 0.0
         self._segmenter: Segmenter | None = None
         self._own_sound_until = 0.0
         self._finish_task: asyncio.Task[None] | None = None
@@ -127,10 +130,10 @@ class Satellite:
             return
         segment = self._segmenter.feed(seconds_of(chunk.audio), analysis.probs)
         if segment in (Segment.ENDED, Segment.TOO_LONG):
-            self.end_of_speech_at = time.monotonic()
+            ended_at = time.monotonic()
             self._segmenter = None
-            self.sm.go(State.THINKING, "end of speech" if segment is Segment.ENDED else "request too long")
-            await self.backend.end_of_speech()
+            self.thinking("end of speech" if segment is Segment.ENDED else "request too long")
+            await self.backend.end_of_speech(ended_at)
         elif segment is Segment.NO_SPEECH:
             self._segmenter = None
             await self.backend.abandon_turn("nobody spoke")
@@ -160,6 +163,21 @@ class Satellite:
 
     async def _while_paused(self, chunk: MicChunk, analysis: Analysis) -> None:
         return
+
+    # -- what a backend may use (backend.Core) -----------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.sm.state
+
+    def thinking(self, why: str) -> None:
+        self.sm.go(State.THINKING, why)
+
+    def speaking(self, why: str) -> None:
+        self.sm.go(State.SPEAKING, why)
+
+    def idle(self, why: str) -> None:
+        self.sm.go(State.WAITING if self.backend.can_start_turn() else State.PAUSED, why)
 
     # -- actions ------------------------------------------------------------------------------
 

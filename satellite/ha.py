@@ -95,10 +95,10 @@ class HaConnection(ConnectionHandler):
             "voice-stopped": b.on_voice_stopped,
             "synthesize": b.on_synthesize,
             "error": b.on_error,
-            "timer-started": b.on_timer,
-            "timer-updated": b.on_timer,
-            "timer-cancelled": b.on_timer,
-            "timer-finished": b.on_timer,
+            "timer-started": b.on_timer_started,
+            "timer-updated": b.on_timer_updated,
+            "timer-cancelled": b.on_timer_cancelled,
+            "timer-finished": b.on_timer_finished,
         }
         return {name: self._bind(name, func) for name, func in table.items()}
 
@@ -155,7 +155,7 @@ class HaBackend(Backend):
         self._watchdog: asyncio.TimerHandle | None = None
 
     def info(self) -> Info:
-        return satellite_info(self.settings, self.models, self.sat.player.format)
+        return satellite_info(self.settings, self.models, self.core.player.format)
 
     def factory(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits
@@ -210,7 +210,7 @@ class HaBackend(Backend):
             self._streaming = False
             await self._send(AudioStop().event())
 
-    async def end_of_speech(self) -> None:
+    async def end_of_speech(self, at: float) -> None:
         await self._stop_streaming()
         self._arm_watchdog(self.settings.turn.stt_timeout + self.settings.turn.handle_timeout)
 
@@ -250,7 +250,7 @@ class HaBackend(Backend):
         self._disarm_watchdog()
         if self._in_turn:
             self._in_turn = False
-            await self.sat.end_turn(error=error, follow_up=follow_up)
+            await self.core.end_turn(error=error, follow_up=follow_up)
 
     # -- HA -> satellite ----------------------------------------------------------------------
 
@@ -271,14 +271,14 @@ class HaBackend(Backend):
             await self._release("replaced by a new connection")
             await old.close()
         _LOGGER.info("Home Assistant at %s asked for audio (run-satellite)", conn.peer)
-        if self.sat.sm.is_(State.PAUSED):
-            self.sat.sm.go(State.WAITING, "run-satellite")
+        if self.core.state is State.PAUSED:
+            self.core.idle("run-satellite")
 
     async def on_pause(self, conn: HaConnection, _event: Event) -> None:
         self.paused = True
         await self._abort_turn("paused by Home Assistant")
-        if not self.sat.sm.is_(State.SPEAKING, State.THINKING):
-            self.sat.sm.go(State.PAUSED, "pause-satellite")
+        if self.core.state not in (State.SPEAKING, State.THINKING):
+            self.core.idle("pause-satellite")
 
     async def on_disconnect(self, conn: HaConnection) -> None:
         _LOGGER.info("Connection from %s closed", conn.peer)
@@ -291,8 +291,8 @@ class HaBackend(Backend):
         """The active peer is gone: its audio stops, its turn ends, its reply stream is dropped."""
         self._tts_open = self._discard = self._refused = False
         self._converter = None
-        if self.sat.sm.is_(State.SPEAKING):
-            flushed = self.sat.player.stop().flushed_seconds
+        if self.core.state is State.SPEAKING:
+            flushed = self.core.player.stop().flushed_seconds
             if flushed > 0:
                 _LOGGER.info("Stopped %.1f s of audio from Home Assistant: %s", flushed, why)
         self._streaming = False
@@ -300,17 +300,17 @@ class HaBackend(Backend):
         if self._in_turn:
             _LOGGER.info("Ending the turn: %s", why)
             self._in_turn = False
-            await self.sat.end_turn(error=True)
+            await self.core.end_turn(error=True)
         else:
-            self.sat.sm.go(State.WAITING if self.can_start_turn() else State.PAUSED, why)
+            self.core.idle(why)
 
     async def _abort_turn(self, why: str) -> None:
-        if self._in_turn and self.sat.sm.is_(State.LISTENING):
+        if self._in_turn and self.core.state is State.LISTENING:
             _LOGGER.info("Ending the turn: %s", why)
             self._streaming = False
             self._in_turn = False
             self._disarm_watchdog()
-            self.sat.sm.go(State.PAUSED if not self.can_start_turn() else State.WAITING, why)
+            self.core.idle(why)
 
     async def on_ping(self, conn: HaConnection, event: Event) -> None:
         await conn.send(Pong(text=Ping.from_event(event).text).event())
@@ -323,9 +323,9 @@ class HaBackend(Backend):
         await self._ha_ended_speech(conn, "transcript")
 
     async def _ha_ended_speech(self, conn: HaConnection, why: str) -> None:
-        if self._in_turn and self.sat.sm.is_(State.LISTENING):
-            self.sat.sm.go(State.THINKING, why)
-            await self.end_of_speech()
+        if self._in_turn and self.core.state is State.LISTENING:
+            self.core.thinking(why)
+            await self.end_of_speech(time.monotonic())
 
     async def on_synthesize(self, conn: HaConnection, event: Event) -> None:
         if self._in_turn:
@@ -345,8 +345,8 @@ class HaBackend(Backend):
         if self._discard:
             return
         self._source_format = self._checked_format(event)
-        self._converter = self.sat.player.converter()
-        self._generation = self.sat.player.generation
+        self._converter = self.core.player.converter()
+        self._generation = self.core.player.generation
         if not self._in_turn:
             _LOGGER.info("Announcement from Home Assistant")
 
@@ -368,7 +368,7 @@ class HaBackend(Backend):
             return
         fmt = self._checked_format(event)
         audio = event.payload or b""
-        player = self.sat.player
+        player = self.core.player
         # Checked before converting: a small chunk at a low rate can be hours of audio. Both the
         # queue and the whole stream are bounded (a stream paced in real time never fills the queue).
         seconds = len(audio) / fmt.bytes_per_second
@@ -383,10 +383,10 @@ class HaBackend(Backend):
             )
         self._stream_seconds += seconds
         pcm = self._converter.convert(audio, fmt)
-        if player.enqueue(pcm, self._generation) is not None and not self.sat.sm.is_(State.SPEAKING):
-            if self.sat.sm.is_(State.LISTENING):
+        if player.enqueue(pcm, self._generation) is not None and self.core.state is not State.SPEAKING:
+            if self.core.state is State.LISTENING:
                 await self._stop_streaming()
-            self.sat.sm.go(State.SPEAKING, "reply audio" if self._in_turn else "announcement")
+            self.core.speaking("reply audio" if self._in_turn else "announcement")
 
     async def on_audio_stop(self, conn: HaConnection, _event: Event) -> None:
         self._tts_open = False
@@ -396,20 +396,20 @@ class HaBackend(Backend):
         cut, self._refused = self._refused, False
         self._converter = None
         self._disarm_watchdog()
-        self._spawn(self._played(conn, self._turn, self._in_turn, self.sat.player.generation, cut))
+        self._spawn(self._played(conn, self._turn, self._in_turn, self.core.player.generation, cut))
 
     async def _played(
         self, conn: HaConnection, turn: int, in_turn: bool, generation: int, cut: bool = False
     ) -> None:
         with contextlib.suppress(TimeoutError):
-            await self.sat.player.wait_done(timeout=600)
-        if generation != self.sat.player.generation:
+            await self.core.player.wait_done(timeout=600)
+        if generation != self.core.player.generation:
             return  # interrupted by a barge-in: the new turn owns the state
         await conn.send(Played().event())
         if in_turn and turn == self._turn:
             await self._finish_turn(error=cut, follow_up=not cut and self._reply_text.rstrip().endswith("?"))
-        elif not in_turn and self.sat.sm.is_(State.SPEAKING):
-            self.sat.sm.go(State.WAITING if self.can_start_turn() else State.PAUSED, "announcement played")
+        elif not in_turn and self.core.state is State.SPEAKING:
+            self.core.idle("announcement played")
 
     async def on_error(self, conn: HaConnection, event: Event) -> None:
         error = Error.from_event(event)
@@ -417,31 +417,28 @@ class HaBackend(Backend):
         if self._in_turn:
             await self._finish_turn(error=True)
 
-    async def on_timer(self, conn: HaConnection, event: Event) -> None:
-        if TimerStarted.is_type(event.type):
-            started = TimerStarted.from_event(event)
-            self._timers[started.id] = started.total_seconds
-            _LOGGER.info(
-                "Timer %s started: %d s (%s)", started.id, started.total_seconds, started.name or "no name"
-            )
-        elif TimerUpdated.is_type(event.type):
-            updated = TimerUpdated.from_event(event)
-            self._timers[updated.id] = updated.total_seconds
-            _LOGGER.info(
-                "Timer %s updated: %d s left, %s",
-                updated.id,
-                updated.total_seconds,
-                "running" if updated.is_active else "paused",
-            )
-        elif TimerCancelled.is_type(event.type):
-            timer_id = TimerCancelled.from_event(event).id
-            self._timers.pop(timer_id, None)
-            _LOGGER.info("Timer %s cancelled", timer_id)
-        else:
-            timer_id = TimerFinished.from_event(event).id
-            self._timers.pop(timer_id, None)
-            _LOGGER.info("Timer %s finished", timer_id)
-            self.sat.play_sound("timer")
+    async def on_timer_started(self, conn: HaConnection, event: Event) -> None:
+        started = TimerStarted.from_event(event)
+        self._timers[started.id] = started.total_seconds
+        name = started.name or "no name"
+        _LOGGER.info("Timer %s started: %d s (%s)", started.id, started.total_seconds, name)
+
+    async def on_timer_updated(self, conn: HaConnection, event: Event) -> None:
+        updated = TimerUpdated.from_event(event)
+        self._timers[updated.id] = updated.total_seconds
+        state = "running" if updated.is_active else "paused"
+        _LOGGER.info("Timer %s updated: %d s left, %s", updated.id, updated.total_seconds, state)
+
+    async def on_timer_cancelled(self, conn: HaConnection, event: Event) -> None:
+        timer_id = TimerCancelled.from_event(event).id
+        self._timers.pop(timer_id, None)
+        _LOGGER.info("Timer %s cancelled", timer_id)
+
+    async def on_timer_finished(self, conn: HaConnection, event: Event) -> None:
+        timer_id = TimerFinished.from_event(event).id
+        self._timers.pop(timer_id, None)
+        _LOGGER.info("Timer %s finished", timer_id)
+        self.core.play_sound("timer")
 
     async def stop(self) -> None:
         self._disarm_watchdog()
