@@ -19,7 +19,7 @@ from wyoming.tts import SynthesizeStopped
 from wyoming_core.errors import INTERNAL_ERROR, VOICE_UNAVAILABLE
 
 from .engine import Interrupt, LoadedVoice, SynthesisInterrupted, SynthesisOptions, VoiceCache, VoiceLoadError
-from .text import clause_parts
+from .text import FIRST_PART_WORDS, clause_parts
 from .voices import VoiceEntry
 
 _LOGGER = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ class SpeechJob:
         while (item := await self._next()) is not None:
             sentence, is_clause = item
             split = first and self.settings.clause_split and not is_clause
-            parts = clause_parts(sentence) if split else [sentence]
+            # The rest of a sentence whose first clause went ahead grows from there: no word cut.
+            first_words = None if continuing else FIRST_PART_WORDS
+            parts = clause_parts(sentence, first_words=first_words) if split else [sentence]
             joined = continuing  # no sentence silence before the rest of a sentence
             spoke = False
             for part in parts:

@@ -23,6 +23,19 @@ _ABBREVIATIONS = frozenset(
 _CLAUSE = re.compile("(?<=[,;:])\\s+|\\s+[-\u2013\u2014]+\\s+|(?<=\\w)[\u2013\u2014](?=\\w)")
 # A tag still being streamed: hold the text back until it closes (or clearly is no tag).
 _OPEN_TAG_WINDOW = 200
+# The very first part of a reply is at most this many words: the listener waits for its whole
+# synthesis (about as long as the part is), so a long first clause is cut at a word boundary.
+FIRST_PART_WORDS = 6
+# Never cut before this many words: a shorter part sounds clipped.
+_MIN_CUT_WORDS = 3
+# A cut before one of these (a new phrase starts) sounds like the speaker's own breath.
+_PHRASE_STARTS = frozenset(
+    {"and", "but", "or", "nor", "so", "yet", "because", "since", "although", "though", "unless"}
+    | {"after", "before", "until", "while", "when", "where", "whether", "if", "then", "than"}
+    | {"that", "which", "who", "whom", "whose", "to", "in", "on", "at", "for", "with", "from"}
+    | {"about", "into", "onto", "over", "under", "between", "through", "during", "without"}
+    | {"please", "by", "of", "as"}
+)
 
 
 def clean_text(text: str) -> str:
@@ -96,8 +109,9 @@ class SentenceSplitter:
         cleaned = (clean_text(s) for s in sentences)
         return [s for s in cleaned if has_words(s)]
 
-    def take_clause(self, min_chars: int = 12) -> str | None:
-        """The first clause of a sentence still being streamed, if one is complete.
+    def take_clause(self, min_chars: int = 12, max_words: int | None = FIRST_PART_WORDS) -> str | None:
+        """The first clause of a sentence still being streamed, if one is complete; or, once more
+        than `max_words` words of it have come without a clause break, its first words.
 
         Lets the first sentence of a streamed reply start speaking before its end has arrived.
         """
@@ -108,7 +122,42 @@ class SentenceSplitter:
             if len(clause) >= min_chars and has_words(clause):
                 self._buffer = self._buffer[match.end() :]
                 return clause
-        return None
+        if max_words is None:
+            return None
+        # Words followed by a space are complete ("the" may still become "there").
+        complete = _WORD_WITH_SPACE.findall(self._buffer, 0, end)
+        if len(complete) <= max_words:
+            return None  # the word after the cut is needed to choose where to cut
+        cut = _first_part_end(complete, max_words)
+        text = "".join(complete[:cut])
+        words = clean_text(text)
+        if len(words) < min_chars or not has_words(words):
+            return None
+        self._buffer = self._buffer[len(text) :]
+        return words
+
+
+# A word and the spaces after it (leading spaces belong to the first word).
+_WORD_WITH_SPACE = re.compile(r"\s*\S+\s+")
+
+
+def _first_part_end(words: list[str], max_words: int) -> int:
+    """How many of `words` (more than `max_words`) go into the first part: the last place at or
+    before `max_words` where a new phrase starts, else `max_words`."""
+    for count in range(max_words, _MIN_CUT_WORDS - 1, -1):
+        if words[count].strip().strip("\"'(\u201c\u2018").lower() in _PHRASE_STARTS:
+            return count
+    return max_words
+
+
+def _cut_first_words(clause: str, max_words: int) -> list[str]:
+    """A first clause of more than `max_words` words as [its first words, the rest]; a clause
+    only a little longer stays whole (the rest would be too short to be worth a part)."""
+    words = _WORD_WITH_SPACE.findall(clause + " ")
+    if len(words) <= max_words + 2:
+        return [clause]
+    cut = _first_part_end(words, max_words)
+    return ["".join(words[:cut]).strip(), "".join(words[cut:]).strip()]
 
 
 def _last_break(text: str) -> int:
@@ -124,13 +173,17 @@ def split_sentences(text: str, max_sentence_chars: int = 400) -> list[str]:
     return splitter.add(text) + splitter.finish()
 
 
-def clause_parts(sentence: str, growth: float = 3.0, min_first_chars: int = 3) -> list[str]:
+def clause_parts(
+    sentence: str, growth: float = 3.0, min_first_chars: int = 3, first_words: int | None = FIRST_PART_WORDS
+) -> list[str]:
     """Split a sentence at clause boundaries into parts that grow in length.
 
-    The first part is the first clause, so its audio is ready early; each later part is at most
-    `growth` times as long as everything before it, so it is synthesized while the earlier audio
-    plays and no gap opens. Parts keep their punctuation (a comma still ends its clause, and the
-    voice makes its own short pause there); no silence is added between them.
+    The first part is the first clause, so its audio is ready early; a first clause of more than
+    `first_words` words is cut after at most that many (before a word that starts a new phrase
+    where there is one). Each later part is at most `growth` times as long as everything before
+    it, so it is synthesized while the earlier audio plays and no gap opens. Parts keep their
+    punctuation (a comma still ends its clause, and the voice makes its own short pause there);
+    no silence is added between them.
     """
     pieces: list[str] = []
     start = 0
@@ -144,6 +197,8 @@ def clause_parts(sentence: str, growth: float = 3.0, min_first_chars: int = 3) -
     tail = sentence[start:].strip()
     if tail:
         pieces.append(tail)
+    if pieces and first_words is not None:
+        pieces[:1] = _cut_first_words(pieces[0], first_words)
     if len(pieces) <= 1:
         return [sentence]
 

@@ -82,3 +82,39 @@ def test_first_clause_of_a_streamed_sentence_can_go_ahead() -> None:
     short = SentenceSplitter()
     short.add("Sure, I")
     assert short.take_clause() is None  # too short to be worth a part of its own
+
+
+def test_a_long_first_clause_is_cut_after_a_few_words() -> None:
+    # The listener waits for the whole first part: at most six words, cut where a phrase starts.
+    sentence = "When you get home tonight after the long meeting with the team, please lock the back door."
+    parts = clause_parts(sentence)
+    assert parts[0] == "When you get home tonight" and len(parts) >= 2  # cut before "after"
+    assert " ".join(parts).split() == sentence.split()
+    no_comma = (
+        "The temperature in the living room is twenty one degrees and the humidity is at forty percent."
+    )
+    parts = clause_parts(no_comma)
+    assert parts[0] == "The temperature in the living room"  # no phrase start: six words
+    assert " ".join(parts).split() == no_comma.split()
+    # A clause only a little longer than that stays whole (the rest would be a clipped part).
+    assert clause_parts("Your alarm is set for six thirty tomorrow.") == [
+        "Your alarm is set for six thirty tomorrow."
+    ]
+    # A short first clause is the first part as before; nothing is cut when asked not to.
+    assert clause_parts("Sure, I have turned off the lights in the kitchen and the hall.")[0] == "Sure,"
+    assert clause_parts(no_comma, first_words=None) == [no_comma]
+
+
+def test_a_streamed_sentence_without_a_clause_break_starts_after_a_few_words() -> None:
+    splitter = SentenceSplitter()
+    splitter.add("The temperature in the living room i")
+    assert splitter.take_clause() is None  # where to cut depends on the word after the sixth
+    splitter.add("s")
+    assert splitter.take_clause() is None  # "is" could still become "island"
+    splitter.add(" twenty one")
+    assert splitter.take_clause() == "The temperature in the living room"
+    assert splitter.add(" degrees now. Ok") == ["is twenty one degrees now."]
+    cut_before_a_phrase = SentenceSplitter()
+    cut_before_a_phrase.add("I turned off the lights in the kitchen ")
+    assert cut_before_a_phrase.take_clause() == "I turned off the lights"
+    assert cut_before_a_phrase.take_clause(max_words=None) is None
