@@ -41,7 +41,7 @@ from wyoming_core.client import transcribe
 # Not a time or date question (the conversation service answers those itself when Ollama is
 # away): only the model can answer it.
 MODEL_REQUEST = "Hey Jarvis, tell me a joke about penguins."
-MODEL_REPLY = "A penguin walked into a shop and asked for a glass of cold water."
+MODEL_REPLY = "The sun is shining and the birds are singing in the garden."
 SND = AudioFormat(22050, 2, 1)
 
 
@@ -328,7 +328,7 @@ async def test_services_found_over_zeroconf(
     tts = ServiceProcess("wyoming_tts", "--data-dir", str(tmp_path / "tts"), "--zeroconf", f"sat-tts-{token}")
     service_factory.append(tts.start())
     tts.wait_listening()
-    await tts.wait_ready(marker="Voice en_US-joe-medium is ready")
+    await tts.wait_ready()
     mic = mic_wav(tmp_path / "mic.wav", 1.0, MODEL_REQUEST, 2.0)
     out = tmp_path / "out.wav"
     sat = await SatelliteRun(
