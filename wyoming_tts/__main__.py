@@ -11,7 +11,7 @@ from wyoming_core.cli import run_service
 from wyoming_core.http import Health
 from wyoming_core.models import ModelNotFoundError
 from wyoming_core.server import serve
-from wyoming_core.workers import WorkerPool
+from wyoming_core.workers import PriorityPool
 
 from . import __version__
 from .download import Downloader, DownloadError
@@ -64,7 +64,8 @@ async def main(settings: TtsSettings) -> None:
         places = [str(p) for p in catalogue.places()]
         raise ModelNotFoundError("piper voice", settings.voice, places, INSTALL_HINT)
     _LOGGER.info("Voices: %s", ", ".join(f"{v.name} ({v.source})" for v in voices.values()))
-    pool = WorkerPool(settings.workers, "tts-synth")
+    # First audio of a reply before the later parts of others (wyoming_tts/speech.py).
+    pool = PriorityPool(settings.workers, "tts-synth")
     metrics = TtsMetrics()
     cache = VoiceCache(settings.max_voices, settings.threads_per_worker, pool, metrics)
     context = TtsContext(

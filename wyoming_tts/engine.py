@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from wyoming_core.metrics import timed
-from wyoming_core.workers import WorkerPool
+from wyoming_core.workers import Priority, PriorityPool, Ticket
 
 from .metrics import TtsMetrics
 from .voices import VoiceEntry
@@ -174,7 +174,7 @@ class VoiceCache:
     """
 
     def __init__(
-        self, capacity: int, threads_per_worker: int, pool: WorkerPool, metrics: TtsMetrics | None = None
+        self, capacity: int, threads_per_worker: int, pool: PriorityPool, metrics: TtsMetrics | None = None
     ) -> None:
         self.capacity = capacity
         self.threads = threads_per_worker
@@ -229,9 +229,18 @@ class VoiceCache:
         )
 
     async def synthesize(
-        self, voice: LoadedVoice, text: str, options: SynthesisOptions, interrupt: Interrupt | None = None
+        self,
+        voice: LoadedVoice,
+        text: str,
+        options: SynthesisOptions,
+        interrupt: Interrupt | None = None,
+        priority: Priority = Priority.URGENT,
     ) -> bytes:
-        pcm, seconds = await self.pool.run(timed(voice.synthesize), text, options, interrupt)
+        """`text` synthesized in the pool when its turn comes: URGENT (a reply's first audio)
+        before LIKELY (the later parts of replies already speaking), in order of arrival within
+        each."""
+        ticket = Ticket(priority, "first part" if priority == Priority.URGENT else "later part")
+        pcm, seconds = await self.pool.run(timed(voice.synthesize), text, options, interrupt, ticket=ticket)
         if self.metrics is not None:
             self.metrics.synthesized(seconds, len(pcm) / (2 * voice.sample_rate))
         return pcm

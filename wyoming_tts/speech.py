@@ -3,6 +3,12 @@
 Sentences are synthesized one at a time, in the order they came, and each one's audio is sent
 as soon as it is ready. Cancelling the job (the client went away) stops it at once, a model run
 already under way included, so no CPU is spent on audio nobody will hear.
+
+Every part queues for the shared synthesis pool on its own. Until a reply has sent audio, its
+part is urgent (a listener hears nothing yet); after that its parts are only "likely": they
+are needed, but the audio before them is still playing. So the first audio of a new reply
+goes before the later parts of replies already speaking, and one long reply cannot starve a
+short one: the short one waits at most for the parts already being synthesized.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from wyoming.event import Event
 from wyoming.tts import SynthesizeStopped
 
 from wyoming_core.errors import INTERNAL_ERROR, VOICE_UNAVAILABLE
+from wyoming_core.workers import Priority
 
 from .engine import Interrupt, LoadedVoice, SynthesisInterrupted, SynthesisOptions, VoiceCache, VoiceLoadError
 from .text import FIRST_PART_WORDS, clause_parts
@@ -148,7 +155,9 @@ class SpeechJob:
             joined = continuing  # no sentence silence before the rest of a sentence
             spoke = False
             for part in parts:
-                pcm = await self.cache.synthesize(voice, part, self.request.options, self._interrupt)
+                priority = Priority.LIKELY if started else Priority.URGENT
+                options = self.request.options
+                pcm = await self.cache.synthesize(voice, part, options, self._interrupt, priority)
                 self.parts_done += 1
                 if not pcm:
                     continue

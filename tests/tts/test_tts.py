@@ -14,6 +14,7 @@ from wyoming.event import Event
 
 from tests.support.raw import RawClient
 from tests.support.services import ServiceProcess
+from tests.support.waiting import until
 from tests.support.wer import wer
 from wyoming_core.client import (
     Connection,
@@ -376,3 +377,63 @@ async def test_a_queued_request_is_not_closed_as_idle(service_factory: list[Serv
     for speech in results:
         _plausible(speech, REPLY)
 
+
+class _Listener:
+    """A raw client that notes when each audio chunk of its reply came (the one monotonic clock)."""
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+        self.audio_at: list[float] = []
+        self.stopped = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while (event := await self.client.receive(120)) is not None:
+            if event.type == "audio-chunk":
+                self.audio_at.append(time.monotonic())
+            elif event.type == "audio-stop":
+                self.stopped.set()
+                return
+
+    def had_audio_between(self, start: float, end: float) -> bool:
+        return any(start < at < end for at in self.audio_at)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await self.client.close()
+
+
+async def test_a_short_reply_is_not_starved_by_long_ones(service_factory: list[ServiceProcess]) -> None:
+    # One worker, five long replies speaking. A new reply's first audio is urgent, their later
+    # parts are not: it goes next, after at most the part being synthesized when it came (two
+    # with a part that ended just then). Served in order of arrival, it would wait for a part
+    # of each of the five. Asserted by order, not by time.
+    service = ServiceProcess("wyoming_tts", "--workers", "1").start()
+    service_factory.append(service)
+    service.wait_listening()
+    await service.wait_ready()
+    long_reply = " ".join(f"This is sentence {i} of a long reply that goes on and on." for i in range(20))
+    speaking: list[_Listener] = []
+    try:
+        for _ in range(5):
+            listener = _Listener(await RawClient.connect(service.port))
+            await listener.client.send("synthesize", {"text": long_reply})
+            speaking.append(listener)
+        await until(lambda: all(listener.audio_at for listener in speaking), timeout=120)
+
+        short = await RawClient.connect(service.port)
+        try:
+            asked_at = time.monotonic()
+            await short.send("synthesize", {"text": SHORT})
+            await short.receive_until("audio-chunk", timeout=120)
+            heard_at = time.monotonic()
+            await short.receive_until("audio-stop", timeout=120)
+        finally:
+            await short.close()
+        served_before = [listener for listener in speaking if listener.had_audio_between(asked_at, heard_at)]
+        assert len(served_before) <= 2, f"{len(served_before)} long replies got audio before the short one"
+        # And the long replies were still being spoken: the short one did not wait for them.
+        assert not any(listener.stopped.is_set() for listener in speaking)
+    finally:
+        for listener in speaking:
+            await listener.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from wyoming_core.workers import WorkerPool
+from wyoming_core.workers import PriorityPool
 from wyoming_tts.engine import LoadedVoice, VoiceCache, VoiceLoadError
 from wyoming_tts.voices import VoiceCatalogue, VoiceEntry, language_matches
 
@@ -66,7 +66,7 @@ async def test_cache_loads_once_evicts_least_recently_used_and_never_blocks(
         return object.__new__(LoadedVoice)
 
     monkeypatch.setattr(VoiceCache, "_load", fake_load)
-    pool = WorkerPool(1, "test")
+    pool = PriorityPool(1, "test")
     cache = VoiceCache(2, 1, pool)
     try:
         a, a_again = await asyncio.gather(cache.get(_entry("a")), cache.get(_entry("a")))
