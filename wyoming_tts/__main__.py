@@ -67,6 +67,7 @@ async def main(settings: TtsSettings) -> None:
     # First audio of a reply before the later parts of others (wyoming_tts/speech.py).
     pool = PriorityPool(settings.workers, "tts-synth")
     metrics = TtsMetrics()
+    metrics.watch_pool("synthesis", pool)
     cache = VoiceCache(settings.max_voices, settings.threads_per_worker, pool, metrics)
     context = TtsContext(
         default_voice=settings.voice,

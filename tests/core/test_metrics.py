@@ -150,6 +150,8 @@ async def test_tts_metrics_move_with_real_replies(tts: tuple[ServiceProcess, int
     assert before.types["wyoming_tts_first_audio_seconds"] == "histogram"
     assert before.get("wyoming_model_load_seconds", model=VOICE) > 0
     assert before.get("wyoming_service_info", service="wyoming-tts", version="0.1.0") == 1
+    assert before.get("wyoming_workers", pool="synthesis") >= 1
+    assert before.get("wyoming_queue_depth", pool="synthesis") == 0
 
     await describe(service.uri)
     plain = await synthesize(service.uri, "The kitchen lights are on.")
