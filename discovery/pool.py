@@ -15,17 +15,39 @@ instances are tried last until `retry_after` seconds have passed; then they are 
 
 `sticky=True` keeps using the instance that answered last (moving only when it fails): a
 conversation service keeps a conversation's history, so a satellite's turns stay with one.
+
+`balance=True` spreads by what the instances report rather than by turn alone: before each
+request the healthy instances are asked `describe` (all at once, within `balance_timeout`) and
+the request starts at the least loaded, by the `load` field our services add to `info`
+(streams and decodes under way, then the expected wait of a new request). Equal loads keep the turn
+order, which starts at a random instance, so satellites started together do not all pick the
+same one; an instance that reports no load counts as idle, one that does not answer in time as
+the busiest (its request will tell whether it is down). An `overloaded` answer marks the
+instance failed like any instance fault, so the next request goes elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
+import math
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from wyoming_core.client import ConnectFailed, ServiceError, ServiceUnavailable, VoiceError, describe
+from wyoming.info import Describe
+
+from wyoming_core.client import (
+    DESCRIBE_LIMITS,
+    ConnectFailed,
+    Connection,
+    ServiceError,
+    ServiceUnavailable,
+    VoiceError,
+    describe,
+)
 from wyoming_core.errors import INSTANCE_FAULTS
 
 from .catalog import normalise_kind
@@ -55,6 +77,8 @@ class ServicePool:
         sticky: bool = False,
         probe: Callable[[str], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        balance: bool = False,
+        balance_timeout: float = 0.5,
     ) -> None:
         """`where` picks among the instances discovery finds, e.g. by language or model;
         `probe(uri)` (default: `describe` within 3 s) is how a failed instance shows it is back."""
@@ -67,7 +91,9 @@ class ServicePool:
         self._probe = probe or _describes
         self._clock = clock
         self._failed_at: dict[str, float] = {}
-        self._turns = itertools.count()
+        self.balance = balance
+        self.balance_timeout = balance_timeout
+        self._turns = itertools.count(random.randrange(1 << 16) if balance else 0)
         self._last_ok: str | None = None
 
     def uris(self) -> list[str]:
@@ -107,6 +133,16 @@ class ServicePool:
         rotated = uris[turn:] + uris[:turn]
         return [u for u in rotated if not self.is_failed(u)] + [u for u in rotated if self.is_failed(u)]
 
+    async def _ranked(self) -> list[str]:
+        """`order()`, with `balance` the healthy instances least loaded first."""
+        uris = self.order()
+        healthy = [u for u in uris if not self.is_failed(u)]
+        if not self.balance or len(healthy) < 2:
+            return uris
+        loads = await asyncio.gather(*(_reported_load(u, self.balance_timeout) for u in healthy))
+        ranked = [u for _load, u in sorted(zip(loads, healthy, strict=True), key=lambda pair: pair[0])]
+        return ranked + [u for u in uris if self.is_failed(u)]
+
     async def _probe_failed(self, uri: str) -> VoiceError | None:
         """For an instance that failed more than `retry_after` ago: ask it before trusting it
         with a request (a hung one would cost a turn); None when it answers or needs no asking."""
@@ -140,7 +176,7 @@ class ServicePool:
         With `replayable` (the request's input can be sent again, e.g. text or a whole clip), a
         request that started and then failed also moves on to the next instance.
         """
-        uris = self.order()
+        uris = await self._ranked()
         if not uris:
             raise self._none_found()
         last: VoiceError | None = None
@@ -167,7 +203,7 @@ class ServicePool:
 
     async def stream(self, request: Callable[[str], AsyncIterator[T]]) -> AsyncIterator[T]:
         """Yield from `request(uri)`, moving on to the next instance only while nothing was sent."""
-        uris = self.order()
+        uris = await self._ranked()
         if not uris:
             raise self._none_found()
         last: VoiceError | None = None
@@ -203,3 +239,24 @@ class ServicePool:
 
 async def _describes(uri: str) -> None:
     await describe(uri, timeout=3.0)
+
+
+async def _reported_load(uri: str, timeout: float) -> tuple[float, float]:
+    """(streams and decodes under way, expected wait in seconds) from the `load` field of the
+    instance's `info`: (0, 0) when it reports none, infinite when it does not answer in time."""
+    busiest = (math.inf, math.inf)
+    try:
+        async with asyncio.timeout(timeout), Connection(uri, timeout, limits=DESCRIBE_LIMITS) as conn:
+            await conn.send(Describe())
+            while (event := await conn.receive()).type != "info":
+                pass
+    except (VoiceError, TimeoutError, OSError):
+        return busiest
+    load = event.data.get("load")
+    if not isinstance(load, dict):
+        return (0.0, 0)
+    try:
+        work = sum(int(load.get(key) or 0) for key in ("streams", "running", "queued"))
+        return (float(work), float(load.get("expected_wait") or 0.0))
+    except (TypeError, ValueError):  # a load field we cannot read: as if it reported none
+        return (0.0, 0)

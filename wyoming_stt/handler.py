@@ -115,8 +115,9 @@ class SttHandler(ConnectionHandler):
 
     def load(self) -> dict[str, Any]:
         """The decode queue: workers, decodes running and queued, the expected wait of a new
-        final decode in seconds, decodes completed and partials shed since the start."""
-        return self.engine.pool.snapshot()
+        final decode in seconds, decodes completed and partials shed since the start; and the
+        audio streams being listened to now (each will want a final decode soon)."""
+        return {**self.engine.pool.snapshot(), "streams": self.audio.detectors.in_use}
 
     def busy(self) -> bool:
         # A transcript still being decoded keeps the idle timeout away.
