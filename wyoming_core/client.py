@@ -90,6 +90,8 @@ class Transcription:
     # Monotonic times, for measuring: when the final transcript and audio-stop happened.
     final_at: float = 0.0
     audio_stop_at: float = 0.0
+    # The service ended the turn: the transcript came before the audio was over.
+    early: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,10 +254,15 @@ async def transcribe_stream(
     language: str | None = None,
     timeout: float = 60.0,
     max_bytes: int | None = None,
+    vad_sensitivity: str | None = None,
 ) -> AsyncIterator[Partial | Transcription]:
-    """Send audio as it comes; yield `Partial`s, then the final `Transcription`."""
+    """Send audio as it comes; yield `Partial`s, then the final `Transcription`.
+
+    With `vad_sensitivity` ("default", "aggressive", "relaxed") the service is asked to tell
+    the end of the turn itself: a transcript that comes before `audio` is over ends the
+    request at once (audio-stop; the rest of `audio` is not read), `Transcription.early`."""
     async with Connection(uri, timeout, max_bytes=max_bytes) as conn:
-        await conn.send(Transcribe(language=language))
+        await conn.send(Transcribe(language=language, vad_sensitivity=vad_sensitivity))
         await conn.send(AudioStart(rate=fmt.rate, width=fmt.width, channels=fmt.channels))
         audio_stop_at = 0.0
 
@@ -267,6 +274,17 @@ async def transcribe_stream(
                 )
             audio_stop_at = time.monotonic()
             await conn.send(AudioStop())
+
+        async def stop_sending() -> None:
+            """The service ended the turn: no more audio, audio-stop (once) now."""
+            nonlocal audio_stop_at
+            stopping = audio_stop_at > 0.0  # the sender got as far as its audio-stop
+            send_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await send_task
+            if not stopping:
+                audio_stop_at = time.monotonic()
+                await conn.send(AudioStop())
 
         send_task = asyncio.create_task(sender())
         partials: list[str] = []
@@ -292,13 +310,18 @@ async def transcribe_stream(
                 elif Transcript.is_type(event.type):
                     final = Transcript.from_event(event)
                     final_at = time.monotonic()
-                    await send_task  # let the rest of the audio go out
+                    early = not send_task.done()
+                    if early and vad_sensitivity is not None:
+                        await stop_sending()
+                    else:
+                        await send_task  # let the rest of the audio go out
                     yield Transcription(
                         text=final.text,
                         language=final.language,
                         partials=tuple(partials),
                         final_at=final_at,
                         audio_stop_at=audio_stop_at,
+                        early=early,
                     )
                     return
                 elif not (TranscriptStart.is_type(event.type) or TranscriptStop.is_type(event.type)):

@@ -23,6 +23,7 @@ from .home_names import HomeNames
 from .metrics import SttMetrics
 from .models import ResolvedModel, resolve_model
 from .settings import SttSettings, build_parser, settings_from_args
+from .turn import TurnService
 
 _LOGGER = logging.getLogger("wyoming_stt")
 
@@ -74,14 +75,24 @@ async def main(settings: SttSettings) -> None:
     engines = Engines(
         engine, WhisperEngine(settings, small, pool, role="partial", metrics=metrics) if small else None
     )
-    info = partial(build_info, settings, engine, names)
+    turn = TurnService.from_settings(settings)
+    info = partial(build_info, settings, engine, names, turn)
     # Load in the background: the server answers describe while the model loads.
     load_task = asyncio.create_task(_load(engine, metrics))
     partial_load = asyncio.create_task(_load(engines.partial, metrics)) if engines.partial else None
+    turn_load = asyncio.create_task(turn.load())
     serve_task = asyncio.create_task(
         serve(
             settings.server,
-            partial(SttHandler, metrics=metrics, settings=settings, engines=engines, audio=audio, info=info),
+            partial(
+                SttHandler,
+                metrics=metrics,
+                settings=settings,
+                engines=engines,
+                audio=audio,
+                info=info,
+                turn=turn,
+            ),
             service_name="wyoming-stt",
             metrics=metrics,
             health=partial(_health, engine, settings.model),
@@ -99,6 +110,7 @@ async def main(settings: SttSettings) -> None:
         await serve_task
     finally:
         load_task.cancel()
+        turn_load.cancel()
         if partial_load is not None:
             partial_load.cancel()
         if not serve_task.done():
@@ -109,6 +121,7 @@ async def main(settings: SttSettings) -> None:
             await names.close()
         pool.shutdown()
         audio.pool.shutdown()
+        turn.close()
 
 
 def run(argv: list[str] | None = None) -> None:

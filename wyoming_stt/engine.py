@@ -35,6 +35,9 @@ _WINDOW_SAMPLES = 30 * 16000
 class Decoded:
     text: str
     language: str | None
+    # The lowest average token log-probability of its segments (0: sure, or nothing decoded):
+    # a misheard word reads as a sentence too, but the model was unsure of it.
+    confidence: float = 0.0
 
 
 @dataclass
@@ -44,6 +47,7 @@ class _Progress:
     segments: Iterator[Any] | None = None
     language: str | None = None
     texts: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
     done: bool = False
 
 
@@ -150,6 +154,7 @@ class WhisperEngine:
                 _LOGGER.debug("Dropping likely hallucination: %r", segment.text)
             else:
                 progress.texts.append(segment.text.strip())
+                progress.logprobs.append(float(segment.avg_logprob))
             if not whole:
                 return  # back to the queue: a long decode takes turns with the others
         progress.done = True
@@ -192,7 +197,8 @@ class WhisperEngine:
         )
         if self.metrics is not None and progress.done:
             self.metrics.decoded(partial, len(audio) / 16000, busy)
-        return Decoded(" ".join(t for t in progress.texts if t).strip(), progress.language)
+        text = " ".join(t for t in progress.texts if t).strip()
+        return Decoded(text, progress.language, min(progress.logprobs, default=0.0))
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,17 @@ from .home_names import HomeNames
 from .metrics import SttMetrics, TranscriptTimer
 from .session import AudioTooLong, ChunkTooLong, TranscriptionSession
 from .settings import SttSettings
+from .turn import TurnService, TurnWatch
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def build_info(settings: SttSettings, engine: WhisperEngine, names: HomeNames | None = None) -> Info:
+def build_info(
+    settings: SttSettings,
+    engine: WhisperEngine,
+    names: HomeNames | None = None,
+    turn: TurnService | None = None,
+) -> Info:
     """Cheap, never waits for the model or Home Assistant; says how many of Home Assistant's
     names the final transcript listens for (once they are known)."""
     import faster_whisper
@@ -64,6 +70,9 @@ def build_info(settings: SttSettings, engine: WhisperEngine, names: HomeNames | 
                     )
                 ],
                 supports_transcript_streaming=True,
+                # The service tells the end of a turn itself: for every request with
+                # --early-transcript, else for those that carry vad_sensitivity.
+                requires_external_vad=not (settings.early_transcript or turn is not None),
             )
         ]
     )
@@ -96,8 +105,12 @@ class SttHandler(ConnectionHandler):
         audio: AudioWorkers,
         info: Callable[[], Info],
         metrics: SttMetrics,
+        turn: TurnService | None = None,
     ) -> None:
         self.settings = settings
+        self.turn = turn
+        # The request's vad_sensitivity: set, the service ends the turn (early transcript).
+        self._sensitivity: str | None = None
         self.metrics = metrics
         self.engines = engines
         self.engine = engines.final
@@ -141,6 +154,8 @@ class SttHandler(ConnectionHandler):
         await self._after_finishing()
         request = Transcribe.from_event(event)
         self._language = normalize_language(request.language, self.engine.languages) or self.settings.language
+        wanted = request.vad_sensitivity
+        self._sensitivity = None if wanted is None else str(getattr(wanted, "value", wanted))
         return True
 
     async def _on_audio_start(self, event: Event) -> bool:
@@ -156,9 +171,15 @@ class SttHandler(ConnectionHandler):
         if self._session is not None:
             self._session.cancel()
         self._session = TranscriptionSession(
-            self.engines, self.audio, self.settings, self._language, self.write_event
+            self.engines, self.audio, self.settings, self._language, self.write_event, self._turn_watch()
         )
         return True
+
+    def _turn_watch(self) -> TurnWatch | None:
+        """The service ends this turn itself when asked (vad_sensitivity) or always (--early-transcript)."""
+        if self.turn is None or (self._sensitivity is None and not self.settings.early_transcript):
+            return None
+        return self.turn.watch(self._sensitivity)
 
     def _admit(self) -> None:
         """Refuse a new request at once while the decode queue is too long: the client (or its
@@ -203,6 +224,7 @@ class SttHandler(ConnectionHandler):
         session, self._session = self._session, None
         self._finishing = (session, asyncio.create_task(self._finish(session, self.metrics.transcription())))
         self._language = self.settings.language
+        self._sensitivity = None
         return True
 
     async def _finish(self, session: TranscriptionSession, timer: TranscriptTimer) -> None:

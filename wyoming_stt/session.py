@@ -25,6 +25,7 @@ from wyoming_core.workers import Priority, Shed, Ticket
 from .endpoint import AudioWorkers, Endpointer
 from .engine import Decoded, Engines
 from .settings import SttSettings
+from .turn import TurnWatch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class TranscriptionSession:
         settings: SttSettings,
         language: str | None,
         send: Callable[[Event], Awaitable[None]],
+        turn: TurnWatch | None = None,
     ) -> None:
         self.engines = engines
         self.engine = engines.final
@@ -110,6 +112,10 @@ class TranscriptionSession:
         # Language detection costs a full encoder pass; a partial's result is reused.
         self._detected: str | None = None
         self._early_task: asyncio.Task[None] | None = None
+        # Set: the service ends this turn (early transcript) when the user has finished.
+        self._turn = turn
+        if turn is not None:
+            turn.on_change = self._maybe_send_early
 
     # ---- audio in -------------------------------------------------------
 
@@ -142,7 +148,13 @@ class TranscriptionSession:
         elif self._wants_partial():
             self._partial_at = len(self._audio)
             self._partial = asyncio.create_task(self._run_partial())
+        if self._turn is not None and self._endpoint.has_speech:
+            self._turn.on_audio(heard, self._endpoint.silence_seconds, self._recent_audio)
         self._maybe_send_early()
+
+    def _recent_audio(self) -> bytes:
+        """What the turn detector hears: the last 8 s, the silence since the speech included."""
+        return bytes(self._audio[-8 * _BYTES_PER_SECOND :])
 
     def _front_end(self, audio: bytes, fmt: AudioFormat, feed_vad: bool) -> tuple[bytes, bool]:
         """Worker thread: 16 kHz mono PCM, and whether the VAD heard new speech in it."""
@@ -199,16 +211,24 @@ class TranscriptionSession:
         has been silent for `early_silence` and the speculative decode is done."""
         final = self._final
         if (
-            not self.settings.early_transcript
+            self._turn is None
             or self.finished
             or final is None
             or not final.task.done()
             or final.task.cancelled()
             or final.task.exception() is not None  # audio-stop retries and reports
-            or self._endpoint.silence_seconds < self.settings.early_silence
+            or not self._turn.ended(
+                self._endpoint.silence_seconds,
+                final.task.result().text,
+                self._language(),
+                final.task.result().confidence,
+            )
         ):
             return
         self.finished = True
+        _LOGGER.debug(
+            "Turn over (%s) after %.2f s of silence", self._turn.reason, self._endpoint.silence_seconds
+        )
         self._early_task = asyncio.create_task(self._send_early(final.task.result()))
 
     async def _send_early(self, decoded: Decoded) -> None:
@@ -298,6 +318,9 @@ class TranscriptionSession:
         event.data["endpointing"] = {
             "early_decode": lead_ms is not None,
             "lead_ms": round(lead_ms, 1) if lead_ms is not None else None,
+            # Sent before audio-stop: the service ended the turn ("turn-detector": the user
+            # sounded and read finished; "silence": the longest pause passed).
+            "ended_by": self._turn.reason if self._turn is not None and self._turn.reason else None,
         }
         await self._send(event)
         await self._send(TranscriptStop().event())
@@ -324,3 +347,5 @@ class TranscriptionSession:
         for task in (self._partial, self._early_task):
             if task is not None and not task.done():
                 task.cancel()
+        if self._turn is not None:
+            self._turn.close()

@@ -42,6 +42,12 @@ class SttSettings:
     names_refresh: float = 60.0
     # Transcripts in the log at INFO (otherwise DEBUG).
     log_transcripts: bool = False
+    # End of turn (wyoming_stt/turn.py): "smart-turn" or "off"; the model file (None: pipecat-ai's).
+    turn_detector: str = "smart-turn"
+    turn_model: Path | None = None
+    turn_silence: float = 0.2
+    turn_max_silence: float = 1.2
+    turn_threshold: float = 0.5
     # Partials are skipped while a decode would wait longer than this (seconds).
     shed_wait: float = 0.25
     # A new request is refused (`overloaded`) while a final decode would wait longer; 0: never.
@@ -80,13 +86,49 @@ def build_parser() -> EnvArgs:
     args.add(
         "--early-transcript",
         action="store_true",
-        help="Send the final transcript as soon as speech ends, before audio-stop",
+        help="End every turn in the service: send the final transcript as soon as the turn is over "
+        "(see --turn-detector), before audio-stop, and tell clients so (requires_external_vad "
+        "false); without it only requests that carry vad_sensitivity are ended early",
     )
     args.add(
         "--early-silence",
         type=float,
         default=0.5,
-        help="With --early-transcript: seconds of silence after which the transcript is sent",
+        help="With --turn-detector off: seconds of silence after which an early transcript is sent",
+    )
+    args.add(
+        "--turn-detector",
+        choices=("smart-turn", "off"),
+        default="smart-turn",
+        help="How the end of a turn is told from a pause, for clients that let the service end "
+        "the turn (they send vad_sensitivity) or with --early-transcript: smart-turn (Smart Turn "
+        "v3.2 hears whether the user sounded finished, the transcript must read finished too) or "
+        "off (silence only)",
+    )
+    args.add(
+        "--turn-model",
+        type=Path,
+        default=None,
+        help="Smart Turn ONNX file (default: the one in the pipecat-ai package)",
+        shown_default="pipecat-ai's smart-turn-v3.2-cpu.onnx",
+    )
+    args.add(
+        "--turn-silence",
+        type=float,
+        default=0.2,
+        help="Seconds of silence after which a finished-sounding turn ends",
+    )
+    args.add(
+        "--turn-max-silence",
+        type=float,
+        default=1.2,
+        help="Seconds of silence that end a turn however it sounded (a pause to think is shorter)",
+    )
+    args.add(
+        "--turn-threshold",
+        type=float,
+        default=0.5,
+        help="Turn detector probability (0-1) from which the user counts as finished",
     )
     args.add("--no-partials", action="store_true", help="Do not stream partial transcripts")
     args.add(
@@ -134,6 +176,10 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         raise SystemExit("--shed-wait and --max-queue-wait must be 0 or more seconds")
     if ns.ha_names_refresh < 1:
         raise SystemExit("--ha-names-refresh must be at least 1 second")
+    if not 0.0 < ns.turn_silence <= ns.turn_max_silence:
+        raise SystemExit("--turn-silence must be more than 0 and at most --turn-max-silence")
+    if not 0.0 < ns.turn_threshold < 1.0:
+        raise SystemExit("--turn-threshold must be between 0 and 1")
     cpu_threads = ns.cpu_threads or default_workers()
     return SttSettings(
         server=server_settings(ns),
@@ -159,4 +205,9 @@ def settings_from_args(ns: argparse.Namespace) -> SttSettings:
         log_transcripts=ns.log_transcripts,
         shed_wait=ns.shed_wait,
         max_queue_wait=ns.max_queue_wait,
+        turn_detector=ns.turn_detector,
+        turn_model=ns.turn_model,
+        turn_silence=ns.turn_silence,
+        turn_max_silence=ns.turn_max_silence,
+        turn_threshold=ns.turn_threshold,
     )

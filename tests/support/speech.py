@@ -31,12 +31,17 @@ def piper_speech(text: str, length_scale: float | None = None) -> tuple[bytes, A
     return b"".join(c.audio_int16_bytes for c in chunks), fmt
 
 
-def espeak_speech(text: str, voice: str = "en-us", speed: int = 150) -> tuple[bytes, AudioFormat]:
+def espeak_speech(
+    text: str, voice: str = "en-us", speed: int = 150, ssml: bool = False
+) -> tuple[bytes, AudioFormat]:
+    """espeak-ng's `voice`; with `ssml` the text is SSML (e.g. `<break time="500ms"/>`)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+        markup = ["-m"] if ssml else []
+        command = ["espeak-ng", *markup, "-v", voice, "-s", str(speed), "-w", str(path), text]
+        subprocess.run(command, check=True)
         return read_wav(path)
 
 
