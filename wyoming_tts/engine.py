@@ -22,6 +22,7 @@ import numpy as np
 from wyoming_core.metrics import timed
 from wyoming_core.workers import Priority, PriorityPool, Ticket
 
+from . import conv2d
 from .metrics import TtsMetrics
 from .voices import VoiceEntry
 
@@ -101,6 +102,19 @@ class SynthesisOptions:
     noise_w_scale: float | None = None
 
 
+def _session(onnxruntime: Any, entry: VoiceEntry, options: Any) -> Any:
+    """The voice's session, on the model with 2-D convolutions where it can be made (less CPU
+    for the same audio: wyoming_tts/conv2d.py), else on the model file as it is."""
+    providers = ["CPUExecutionProvider"]
+    try:
+        model = conv2d.rewritten(entry.model_path)
+        if model is not None:
+            return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
+    except Exception as err:  # the voice still works, only a little slower
+        _LOGGER.warning("Voice %s runs without the faster convolutions: %s", entry.name, err)
+    return onnxruntime.InferenceSession(str(entry.model_path), sess_options=options, providers=providers)
+
+
 class LoadedVoice:
     """A piper voice with its own onnxruntime session (threads set for the worker pool)."""
 
@@ -116,9 +130,10 @@ class LoadedVoice:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        session = onnxruntime.InferenceSession(
-            str(entry.model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        # With --threads-per-worker > 1: threads wait for work asleep, not spinning on cores
+        # that the other workers' syntheses need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = _session(onnxruntime, entry, options)
         self._session = _InterruptibleSession(session)
         self.piper = PiperVoice(config=config, session=self._session)
         self.sample_rate = config.sample_rate
