@@ -174,7 +174,8 @@ class ServicePool:
         """`await request(uri)` on the next instance, moving on while none could be connected to.
 
         With `replayable` (the request's input can be sent again, e.g. text or a whole clip), a
-        request that started and then failed also moves on to the next instance.
+        request that started and then failed also moves on to the next instance, and so does one
+        an instance refused for its own fault (`overloaded`, `model-unavailable`, ...).
         """
         uris = await self._ranked()
         if not uris:
@@ -192,7 +193,7 @@ class ServicePool:
                 continue
             except VoiceError as err:
                 self._after_error(uri, err)
-                if replayable and not isinstance(err, ServiceError):
+                if replayable and (not isinstance(err, ServiceError) or err.code in _INSTANCE_ERROR_CODES):
                     last = err
                     continue
                 raise

@@ -1,6 +1,7 @@
 """Three real STT instances and eight clients, each with its own pool (as eight satellites
 would have): with `balance`, the pools spread the turns by the load the instances report in
-`describe`, not by their own turn counters alone (which would all start at the same one)."""
+`describe`, not by their own turn counters alone (which would all start at the same one). And
+an instance that answers `overloaded` is passed over within the same request."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from wyoming.event import Event
 
 from discovery.pool import ServicePool
+from tests.support.raw import RawClient
 from tests.support.services import ServiceProcess
 from tests.support.speech import piper_speech, silence
 from tests.support.wer import wer
@@ -73,3 +76,74 @@ async def test_without_balance_fresh_pools_start_at_one_instance(
     uris = [s.uri for s in three_stt]
     first = [ServicePool("asr", uris).order()[0] for _ in range(CLIENTS)]
     assert set(first) == {uris[0]}
+
+
+async def _info_event(port: int) -> Event:
+    client = await RawClient.connect(port)
+    try:
+        await client.send("describe")
+        return (await client.receive_until("info", timeout=30))[-1]
+    finally:
+        await client.close()
+
+
+async def test_a_request_an_overloaded_instance_refuses_goes_to_another(
+    three_stt: list[ServiceProcess], service_factory: list[ServiceProcess], tmp_path: Path
+) -> None:
+    """An instance with a long decode queue (one worker, --max-queue-wait 0.01) refuses at once;
+    a replayable request (a whole clip) moves on to the next instance and is answered there, and
+    the refusing instance is tried last for the next request."""
+    busy = ServiceProcess(
+        "wyoming_stt",
+        *("--model", "tiny.en", "--language", "en", "--data-dir", str(tmp_path), "--cpu-threads", "1"),
+        *("--workers", "1", "--no-partials", "--max-queue-wait", "0.01"),
+    ).start()
+    service_factory.append(busy)
+    busy.wait_listening(60)
+    await busy.wait_ready(240)
+    other = three_stt[0]
+    pcm, fmt = piper_speech(SENTENCE)
+    clip = silence(0.3, fmt) + pcm + silence(0.7, fmt)
+    wire = {"rate": fmt.rate, "width": fmt.width, "channels": fmt.channels}
+    long_speech = b"".join(pcm + silence(0.1, fmt) for _ in range(5))  # one 30 s window
+
+    async def upload() -> RawClient:
+        """A long request sent at once: its final decode keeps the only worker busy."""
+        client = await RawClient.connect(busy.port)
+        await client.send("audio-start", wire)
+        for offset in range(0, len(long_speech), fmt.bytes_per_second):
+            await client.send("audio-chunk", wire, long_speech[offset : offset + fmt.bytes_per_second])
+        await client.send("audio-stop")
+        return client
+
+    uploads = [await upload() for _ in range(6)]
+    done = [asyncio.create_task(u.receive_until("transcript", timeout=240)) for u in uploads]
+
+    async def decoding() -> bool:
+        load = (await _info_event(busy.port)).data["load"]
+        return bool(load["running"] + load["queued"] >= 1)
+
+    while not await decoding():  # the uploads' audio is still being taken in
+        assert not all(d.done() for d in done), "the uploads were answered before any was seen decoding"
+        await asyncio.sleep(0.05)
+    tried: list[list[str]] = []
+    text = ""
+    while not all(d.done() for d in done):
+        attempt: list[str] = []
+        pool = ServicePool("asr", [busy.uri, other.uri])  # by turn alone: the busy one first
+
+        async def request(uri: str, attempt: list[str] = attempt) -> Transcription:
+            attempt.append(uri)
+            return await transcribe(uri, clip, fmt, language="en", timeout=240)
+
+        result = await pool.call(request, replayable=True)
+        tried.append(attempt)
+        if attempt == [busy.uri, other.uri]:
+            text = result.text
+            assert pool.order()[-1] == busy.uri  # the overloaded one is tried last from now on
+            break
+    assert text, f"the busy instance never refused while six long decodes were queued: {tried}"
+    assert wer(SENTENCE, text) <= 0.3, text
+    await asyncio.wait_for(asyncio.gather(*done), 240)  # the queued requests still got theirs
+    for client in uploads:
+        await client.close()
