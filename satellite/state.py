@@ -34,6 +34,7 @@ class StateMachine:
     def __init__(self, initial: State = State.WAITING) -> None:
         self.state = initial
         self.since = time.monotonic()
+        self.why = "start-up"  # the last change's reason (the status page shows it)
         self._listeners: list[Callable[[State, State], None]] = []
         _LOGGER.info("State: %s", initial.value)
 
@@ -51,6 +52,7 @@ class StateMachine:
             _LOGGER.warning("Unexpected state change: %s -> %s", old.value, new.value)
         self.state = new
         self.since = time.monotonic()
+        self.why = why
         _LOGGER.info("State: %s -> %s%s", old.value, new.value, f" ({why})" if why else "")
         for callback in self._listeners:
             callback(old, new)
