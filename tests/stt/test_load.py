@@ -108,11 +108,21 @@ async def test_a_long_request_does_not_hold_back_a_short_one(
     stt_service: ServiceProcess, stt_data_dir: Path, service_factory: list[ServiceProcess]
 ) -> None:
     """Almost two minutes of speech (four 30 s windows) are decoded window by window, each
-    going back to the queue: a short command sent after it is answered first."""
-    stt = await _start(service_factory, stt_data_dir, "--no-partials")
+    going back to the queue: a short command sent once that decode has begun is answered first
+    (first come, first served, it would wait for all four windows)."""
+    # No speculative decode in the pauses between sentences: the long one's only decode is its
+    # final one, begun at audio-stop.
+    stt = await _start(service_factory, stt_data_dir, "--no-partials", "--endpoint-silence", "1.5")
     long_audio, fmt = _long_speech(20)
     long = await Upload.send(stt.port, long_audio, fmt)
     long_done = asyncio.create_task(long.transcript())
+
+    async def decoding() -> bool:
+        return bool((await _info_event(stt.port, timeout=30.0)).data["load"]["running"])
+
+    while not await decoding():  # the long audio is still being taken in: its decode not begun
+        assert not long_done.done(), "the long transcript came before its decode was seen"
+        await asyncio.sleep(0.05)
     pcm, short_fmt = piper_speech(SHORT)
     short = await Upload.send(stt.port, silence(0.2, short_fmt) + pcm + silence(0.7, short_fmt), short_fmt)
     assert wer(SHORT, await short.transcript()) <= 0.2, short.text
