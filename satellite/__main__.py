@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from wyoming_core import __version__
 from wyoming_core.cli import http_address
-from wyoming_core.http import Health
+from wyoming_core.http import Health, Monitor, monitor_app
 from wyoming_core.logs import setup_logging
 from wyoming_core.metrics import ServiceMetrics
-from wyoming_core.server import HttpAddress, ListenError, serve, start_monitor
+from wyoming_core.server import EXIT_ADDRESS_IN_USE, HttpAddress, ListenError, serve
 
 from .audio_in import list_devices, open_mic
 from .audio_out import Player, open_sink
@@ -30,11 +32,17 @@ from .turn import StandaloneBackend
 from .vad import SpeechProbability
 from .wake import RemoteWake, make_detector
 
+if TYPE_CHECKING:
+    from .web import StatusPage
+
 _LOGGER = logging.getLogger("satellite")
 
 
 async def run_satellite(
-    settings: SatelliteSettings, metrics: ServiceMetrics | None = None, started: asyncio.Event | None = None
+    settings: SatelliteSettings,
+    metrics: ServiceMetrics | None = None,
+    started: asyncio.Event | None = None,
+    page: StatusPage | None = None,
 ) -> None:
     # Model and file loading happen in threads: nothing blocks the loop, even at start-up.
     detector = await asyncio.to_thread(make_detector, settings.wake)
@@ -52,6 +60,8 @@ async def run_satellite(
     else:
         backend = StandaloneBackend(settings.turn, Services(settings.turn), settings.name)
     sat = Satellite(settings, mic, player, listener, sounds, backend)
+    if page is not None:
+        page.attach(sat)
 
     await mic.open()
     await player.start()
@@ -102,8 +112,11 @@ async def run_satellite(
         _LOGGER.info("Satellite stopped")
 
 
-async def _with_http(settings: SatelliteSettings, http: HttpAddress) -> None:
-    """--http: /metrics (the Wyoming server's in HA mode; no per-stage metrics yet) and /healthz."""
+async def _with_http(settings: SatelliteSettings, http: HttpAddress, token: str | None) -> None:
+    """--http: the status page (/ and /ws, satellite/web.py), /metrics (the Wyoming server's in
+    HA mode; no per-stage metrics yet) and /healthz."""
+    from .web import StatusPage  # only with --http (aiohttp takes a moment to import)
+
     metrics = ServiceMetrics("satellite", __version__)
     started = asyncio.Event()
 
@@ -111,10 +124,29 @@ async def _with_http(settings: SatelliteSettings, http: HttpAddress) -> None:
         ready = started.is_set()
         return Health(ready, __version__, reason=None if ready else "starting")
 
-    monitor = await start_monitor(http, metrics, health)
-    _LOGGER.info("Satellite serves /metrics and /healthz on %s", monitor.url)
+    if settings.server is not None:
+        services = {"Home Assistant": [settings.server.uri]}
+    else:
+        turn = settings.turn
+        services = {"speech-to-text": list(turn.stt_uris), "text-to-speech": list(turn.tts_uris)}
+        services["conversation"] = list(turn.handle_uris)
+    page = StatusPage(http.host, token, services)
+    app = monitor_app(metrics, health)
+    page.add_routes(app)
+    monitor = Monitor(app, http.host, http.port)
     try:
-        await run_satellite(settings, metrics, started)
+        await monitor.start()
+    except OSError as err:
+        taken = err.errno == errno.EADDRINUSE
+        why = "it is already in use by another program" if taken else err.strerror or str(err)
+        raise ListenError(
+            f"Cannot serve the status page on {http.host}:{http.port}: {why}. "
+            "Choose another address with --http HOST:PORT",
+            EXIT_ADDRESS_IN_USE if taken else 3,
+        ) from None
+    _LOGGER.info("Satellite status page on %s/ (also /metrics and /healthz)", monitor.url)
+    try:
+        await run_satellite(settings, metrics, started, page)
     finally:
         await monitor.stop()
 
@@ -133,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     http = http_address(args.http)
     setup_logging(settings.debug, "satellite")
     try:
-        asyncio.run(run_satellite(settings) if http is None else _with_http(settings, http))
+        asyncio.run(run_satellite(settings) if http is None else _with_http(settings, http, args.http_token))
     except NoAudioDevice as err:
         _LOGGER.error("%s", err)
         sys.exit(EXIT_NO_AUDIO_DEVICE)

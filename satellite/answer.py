@@ -112,11 +112,13 @@ class Answer:
                     self.reply_text.append(item.text)
                     if not streamed and item.text.strip():
                         timing.first_sentence = timing.first_sentence or time.monotonic()
+                        self.core.tell("sentence", text=item.text)
                         self.sentences.put_nowait(item.text)
                 elif item.strip():
                     streamed = True
                     timing.first_sentence = timing.first_sentence or time.monotonic()
                     _LOGGER.debug("Sentence: %r", item)
+                    self.core.tell("sentence", text=item)
                     # A streaming TTS only sees a sentence end once whitespace follows the full
                     # stop; each chunk is a whole sentence, so say so at once instead of leaving
                     # TTS waiting for the next one.

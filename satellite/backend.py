@@ -34,6 +34,10 @@ class Core(Protocol):
     def idle(self, why: str) -> None:
         """Back to waiting for the wake word, or paused when nobody asks for audio."""
 
+    def tell(self, kind: str, **data: object) -> None:
+        """What the turn heard or answered (transcript, sentence, timing), for whoever watches
+        (the status page: satellite/events.py); nothing happens when nobody does."""
+
     async def end_turn(self, *, error: bool = False, follow_up: bool = False) -> None:
         """The turn is over, whatever happened: its sound, then waiting or a follow-up."""
 

@@ -15,6 +15,7 @@ from .audio_in import MicChunk, MicSource, mic_chunks
 from .audio_out import Player
 from .backend import Backend
 from .bargein import BargeIn
+from .events import Events
 from .listen import Analysis, Listener, Preroll
 from .recording import TurnRecorder
 from .settings import SatelliteSettings
@@ -50,6 +51,7 @@ class Satellite:
         self.barge_in = BargeIn(settings.barge_in, player)
         self.preroll = Preroll(settings.vad.preroll)
         self.recorder = TurnRecorder(settings.debug_recording_dir)
+        self.events = Events()  # watched by the status page (satellite/web.py)
         self.turns = 0
         self.finished = asyncio.Event()
         self._segmenter: Segmenter | None = None
@@ -108,6 +110,8 @@ class Satellite:
         want_wake = state is not State.PAUSED
         analysis = await self.listener.analyse(chunk.audio, want_wake, want_vad)
         self.preroll.add(chunk.audio)
+        if self.events.watched:
+            self.events.publish("mic", audio=chunk.audio)
         self.recorder.add(chunk.audio)
         if analysis.wake and analysis.detected_at < self._own_sound_until:
             _LOGGER.info("Ignoring wake word %r during our own sound", analysis.wake)
@@ -178,6 +182,9 @@ class Satellite:
 
     def idle(self, why: str) -> None:
         self.sm.go(State.WAITING if self.backend.can_start_turn() else State.PAUSED, why)
+
+    def tell(self, kind: str, **data: object) -> None:
+        self.events.publish(kind, **data)
 
     # -- actions ------------------------------------------------------------------------------
 

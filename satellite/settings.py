@@ -133,6 +133,12 @@ def build_parser() -> EnvArgs:
     add = args.add
     add("--name", default=None, help="Satellite name shown in Home Assistant (default: host name)")
     add("--area", default=None, help="Area (room) the satellite is in")
+    add(
+        "--http-token",
+        default=None,
+        help="Token the status page's controls (--http) must send; without it they work only when "
+        "--http is a loopback address",
+    )
     # Audio
     add("--mic-device", default=None, help="pyaudio input device (index or name)")
     add("--mic-command", default=None, help="Command writing raw mic PCM to stdout (e.g. arecord ...)")

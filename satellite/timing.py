@@ -16,6 +16,19 @@ class Timing:
     first_chunk: float = 0.0  # first TTS audio chunk received
     first_audio: float = 0.0  # ... and when it starts to sound
 
+    def stages(self) -> dict[str, object]:
+        """Seconds from the end of speech to the transcript, the first sentence and the first
+        audio (None: not reached), for the status page's chart."""
+
+        def since_eos(at: float) -> float | None:
+            return round(at - self.end_of_speech, 3) if at and self.end_of_speech else None
+
+        return {
+            "transcript": since_eos(self.transcript),
+            "first_sentence": since_eos(self.first_sentence),
+            "first_audio": since_eos(self.first_audio),
+        }
+
     def log(self) -> None:
         if not (self.end_of_speech and self.transcript and self.first_sentence and self.first_audio):
             return

@@ -89,6 +89,7 @@ class StandaloneBackend(Backend):
             with contextlib.suppress(TimeoutError):  # the reply is bounded; the speaker may not be
                 await player.wait_done(timeout=player.max_queued_seconds + 30)
             timing.log()
+            self.core.tell("timing", **timing.stages())
             await self._end(follow_up=reply.rstrip().endswith("?"))
         except StageError as err:
             _LOGGER.error("%s", err)
@@ -138,6 +139,7 @@ class StandaloneBackend(Backend):
             raise self.services.at_fault("asr", tried, err) from None
         timing.transcript = time.monotonic()
         text = result.text if result is not None else ""
+        self.core.tell("transcript", text=text)
         # What was said is private: at INFO only with --log-transcripts.
         _LOGGER.log(transcript_level(self.settings.log_transcripts), "Transcript: %r", text)
         return text

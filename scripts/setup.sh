@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # iproute2: `ip netns` for the zeroconf tests where loopback multicast does not carry.
-APT_PACKAGES=(espeak-ng sox portaudio19-dev alsa-utils iproute2)
+APT_PACKAGES=(espeak-ng sox portaudio19-dev alsa-utils iproute2 chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
