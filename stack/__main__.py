@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,26 @@ def satellite_program(settings: StackSettings, extra: tuple[str, ...] = ()) -> P
     return Program("satellite", (*argv, *extra, *settings.satellite_args))
 
 
+# The satellite's status page (and its /metrics) in live mode: this machine only.
+STATUS_PAGE_PORT = 10780
+
+
+def status_page_args(settings: StackSettings) -> tuple[str, ...]:
+    """`--http 127.0.0.1:10780` for the live satellite, its URL logged; nothing when the user
+    gave the satellite an --http of their own, or when the port is taken (the page is a nicety:
+    a busy port must not stop the satellite)."""
+    if any(arg.startswith("--http") for arg in settings.satellite_args):
+        return ()
+    try:
+        with socket.create_server(("127.0.0.1", STATUS_PAGE_PORT)):
+            pass
+    except OSError as err:
+        _LOGGER.warning("No satellite status page: 127.0.0.1:%d is not free (%s)", STATUS_PAGE_PORT, err)
+        return ()
+    _LOGGER.info("Satellite status page: http://127.0.0.1:%d/", STATUS_PAGE_PORT)
+    return ("--http", f"127.0.0.1:{STATUS_PAGE_PORT}")
+
+
 def voice_client(settings: StackSettings) -> VoiceClient:
     return VoiceClient(
         settings.uri(settings.stt_port, client=True),
@@ -300,7 +321,7 @@ async def main(settings: StackSettings) -> int:
             watched = ["stt", "tts", "llm"]
         else:
             if settings.satellite:
-                await group.start(satellite_program(settings))
+                await group.start(satellite_program(settings, status_page_args(settings)))
             _LOGGER.info("The stack is running; Ctrl-C stops it")
             job = None
             watched = ["stt", "tts", "llm", "satellite"]
