@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wyoming_core import __version__
+from wyoming_core.admission import Admission, AdmissionSettings, IPNetwork, parse_allow
 from wyoming_core.cli import http_address
 from wyoming_core.http import Health, Monitor, monitor_app
 from wyoming_core.logs import setup_logging
@@ -112,7 +113,9 @@ async def run_satellite(
         _LOGGER.info("Satellite stopped")
 
 
-async def _with_http(settings: SatelliteSettings, http: HttpAddress, token: str | None) -> None:
+async def _with_http(
+    settings: SatelliteSettings, http: HttpAddress, token: str | None, allow: tuple[IPNetwork, ...]
+) -> None:
     """--http: the status page (/ and /ws, satellite/web.py), /metrics (the Wyoming server's in
     HA mode; no per-stage metrics yet) and /healthz."""
     from .web import StatusPage  # only with --http (aiohttp takes a moment to import)
@@ -131,7 +134,8 @@ async def _with_http(settings: SatelliteSettings, http: HttpAddress, token: str 
         services = {"speech-to-text": list(turn.stt_uris), "text-to-speech": list(turn.tts_uris)}
         services["conversation"] = list(turn.handle_uris)
     page = StatusPage(http.host, token, services)
-    app = monitor_app(metrics, health)
+    # --allow applies to the page as to the Wyoming server (HA mode), in both modes.
+    app = monitor_app(metrics, health, Admission(AdmissionSettings(allow=allow)).allowed)
     page.add_routes(app)
     monitor = Monitor(app, http.host, http.port)
     try:
@@ -163,9 +167,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = settings_from_args(args)
     http = http_address(args.http)
+    try:
+        allow = parse_allow(args.allow or [])
+    except ValueError as err:
+        raise SystemExit(f"--allow: {err}") from None
     setup_logging(settings.debug, "satellite")
     try:
-        asyncio.run(run_satellite(settings) if http is None else _with_http(settings, http, args.http_token))
+        if http is None:
+            asyncio.run(run_satellite(settings))
+        else:
+            asyncio.run(_with_http(settings, http, args.http_token, allow))
     except NoAudioDevice as err:
         _LOGGER.error("%s", err)
         sys.exit(EXIT_NO_AUDIO_DEVICE)

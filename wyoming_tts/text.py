@@ -131,7 +131,9 @@ class SentenceSplitter:
         cut = _first_part_end(complete, max_words)
         text = "".join(complete[:cut])
         words = clean_text(text)
-        if len(words) < min_chars or not has_words(words):
+        # A clause too short to go ahead alone ("Sure,") may end the first words: a whole
+        # text's first part ends there too (clause_parts).
+        if not has_words(words) or (len(words) < min_chars and not _ends_clause(complete[cut - 1])):
             return None
         self._buffer = self._buffer[len(text) :]
         return words
@@ -141,9 +143,16 @@ class SentenceSplitter:
 _WORD_WITH_SPACE = re.compile(r"\s*\S+\s+")
 
 
+def _ends_clause(word: str) -> bool:
+    return word.strip().rstrip("\"')]\u201d\u2019").endswith((",", ";", ":"))
+
+
 def _first_part_end(words: list[str], max_words: int) -> int:
-    """How many of `words` (more than `max_words`) go into the first part: the last place at or
-    before `max_words` where a new phrase starts, else `max_words`."""
+    """How many of `words` (more than `max_words`) go into the first part: the last clause break
+    at or before `max_words`, else the last place where a new phrase starts, else `max_words`."""
+    for count in range(max_words, 0, -1):
+        if _ends_clause(words[count - 1]):
+            return count
     for count in range(max_words, _MIN_CUT_WORDS - 1, -1):
         if words[count].strip().strip("\"'(\u201c\u2018").lower() in _PHRASE_STARTS:
             return count

@@ -118,3 +118,8 @@ def test_a_streamed_sentence_without_a_clause_break_starts_after_a_few_words() -
     cut_before_a_phrase.add("I turned off the lights in the kitchen ")
     assert cut_before_a_phrase.take_clause() == "I turned off the lights"
     assert cut_before_a_phrase.take_clause(max_words=None) is None
+    # A clause too short to go ahead alone still ends the first words, as in a whole text.
+    short_clause = SentenceSplitter()
+    short_clause.add("Sure, I have turned off the lights ")
+    assert short_clause.take_clause() == "Sure,"
+    assert short_clause.add("now. ") == ["I have turned off the lights now."]
