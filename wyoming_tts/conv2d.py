@@ -8,22 +8,89 @@ faster: about 15-20 % less CPU per sentence here (the synthesized audio differs 
 The tensors between two rewritten convolutions stay 4-D through element-wise operations (the
 decoder's residual adds and activations), so they are not reshaped back and forth.
 
-The rewrite needs the `onnx` package; without it (or for a model it does not fit) the voice
-runs as it is.
+The rewrite runs in a child process (`python -m wyoming_tts.conv2d MODEL OUT`) that writes the
+new model to a file the service then loads by its path: the memory the rewrite takes (a few
+copies of the model) goes back to the system when the child exits, and onnxruntime loading a
+file keeps less of it than loading the same bytes from memory (about 60 MB here). The file is
+an anonymous in-memory one (memfd), gone once the session is made, so it needs no writable
+disk (a read-only root, a small /tmp); where there is none, a temporary directory.
+It needs the `onnx` package; without it (or for a model it does not fit) the voice runs as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
+# The child's exit status when there is nothing to rewrite (or no onnx package).
+_NOTHING_TO_DO = 3
+_CHILD_TIMEOUT = 300.0
 
 _CONVS = ("Conv", "ConvTranspose")
 # Element-wise operations that keep a 4-D tensor 4-D when all their other inputs are scalars.
 _ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "LeakyRelu", "Relu", "Tanh", "Sigmoid"})
 _AXES = "wyoming_tts_conv2d_axes"  # the height axis, inserted and removed
+
+
+@contextlib.contextmanager
+def rewritten_model(model_path: Path) -> Iterator[Path | None]:
+    """Blocking: the path of the rewritten model while the context lasts (load it then); None
+    if the model is to run as it is (the reason is logged)."""
+    try:
+        fd = os.memfd_create(f"{model_path.name}.conv2d")
+    except (AttributeError, OSError):  # not Linux, or not allowed here
+        with tempfile.TemporaryDirectory(prefix="wyoming-tts-voice-") as folder:
+            yield rewritten_file(model_path, Path(folder) / model_path.name)
+        return
+    try:
+        yield rewritten_file(model_path, Path(f"/proc/self/fd/{fd}"), pass_fds=(fd,))
+    finally:
+        os.close(fd)
+
+
+def rewritten_file(model_path: Path, out: Path, pass_fds: tuple[int, ...] = ()) -> Path | None:
+    """Blocking: `out` once a child process has written the rewritten model there; None if the
+    model is to run as it is (the reason is logged)."""
+    command = [sys.executable, "-m", __name__, str(model_path), str(out)]
+    try:
+        child = subprocess.run(
+            command, capture_output=True, text=True, timeout=_CHILD_TIMEOUT, check=False, pass_fds=pass_fds
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        _LOGGER.warning("Voice %s runs without the faster convolutions: %s", model_path.name, err)
+        return None
+    if child.returncode == 0 and out.exists() and out.stat().st_size > 0:
+        return out
+    if child.returncode == _NOTHING_TO_DO:
+        _LOGGER.info("Voice %s runs as it is: %s", model_path.name, child.stdout.strip())
+    else:
+        why = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        _LOGGER.warning("Voice %s runs without the faster convolutions: %s", model_path.name, why)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """`python -m wyoming_tts.conv2d MODEL OUT`: 0 if OUT was written, 3 if there was nothing to do."""
+    model_path, out = Path(argv[0]), Path(argv[1])
+    try:
+        import onnx  # noqa: F401 - only to tell its absence apart
+    except ImportError:
+        print("the onnx package is not installed")
+        return _NOTHING_TO_DO
+    model = rewritten(model_path)
+    if model is None:
+        print("no 1-D convolution to rewrite")
+        return _NOTHING_TO_DO
+    out.write_bytes(model)
+    return 0
 
 
 def rewritten(model_path: Path) -> bytes | None:
@@ -32,7 +99,6 @@ def rewritten(model_path: Path) -> bytes | None:
     try:
         import onnx
     except ImportError:
-        _LOGGER.info("The onnx package is not installed: voices run without the faster convolutions")
         return None
     model = onnx.load(str(model_path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -132,3 +198,7 @@ def _rewrite(graph: Any) -> int:
     del graph.value_info[:]
     graph.value_info.extend(kept)
     return count
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

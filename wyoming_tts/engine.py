@@ -30,6 +30,12 @@ _LOGGER = logging.getLogger(__name__)
 
 # Synthesized once at load: warms onnxruntime up and measures the voice's loudness.
 _WARM_UP_TEXT = "Hello, this is a test of the voice."
+# Then a sentence as long as a long reply's: onnxruntime sizes its buffers on the largest run
+# so far, so the first long reply after start is not slower than the next ones (about 10 %).
+_LONG_WARM_UP_TEXT = (
+    "When you get home tonight after the long meeting with the team, please remember to turn off "
+    "all the lights in the kitchen and lock the back door."
+)
 # Output is scaled by one gain per voice (not per sentence, as piper does by default), so clause
 # parts of one sentence keep the same loudness and no seam is heard between them.
 _TARGET_PEAK = 0.9
@@ -107,10 +113,10 @@ def _session(onnxruntime: Any, entry: VoiceEntry, options: Any) -> Any:
     for the same audio: wyoming_tts/conv2d.py), else on the model file as it is."""
     providers = ["CPUExecutionProvider"]
     try:
-        model = conv2d.rewritten(entry.model_path)
-        if model is not None:
-            return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
-    except Exception as err:  # the voice still works, only a little slower
+        with conv2d.rewritten_model(entry.model_path) as model:
+            if model is not None:
+                return onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
+    except Exception as err:  # the voice still works, only with a little more CPU
         _LOGGER.warning("Voice %s runs without the faster convolutions: %s", entry.name, err)
     return onnxruntime.InferenceSession(str(entry.model_path), sess_options=options, providers=providers)
 
@@ -141,6 +147,7 @@ class LoadedVoice:
         peak = float(np.abs(self._raw(_WARM_UP_TEXT, SynthesisOptions())).max(initial=0.0))
         if peak > 0.05:
             self.gain = min(_MAX_GAIN, _TARGET_PEAK / peak)
+        self._raw(_LONG_WARM_UP_TEXT, SynthesisOptions())
 
     def _raw(self, text: str, options: SynthesisOptions, interrupt: Interrupt | None = None) -> np.ndarray:
         from piper import SynthesisConfig

