@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from wyoming_core.audio import AudioFormat, StreamConverter
 
 from .settings import AudioSettings
+from .vad import level_dbfs
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -222,6 +225,11 @@ class Player:
         self._generation = 0
         # Monotonic time the last real (non-silence) sample ends at; for `played` and the log.
         self.sound_until = 0.0
+        # The status page's volume (0..1; 16-bit audio only) and speaker level (dBFS of the
+        # last audio handed out, measured only while `metering`: a page is open).
+        self.volume = 1.0
+        self.metering = False
+        self.level = -120.0
 
     async def start(self) -> None:
         await self.sink.open()
@@ -330,6 +338,10 @@ class Player:
                 self._cursor += len(pcm) / fmt.bytes_per_second
                 if real:
                     self.sound_until = start + real / fmt.bytes_per_second
+                    if self.volume < 1.0 and fmt.width == 2:
+                        pcm = _scaled(pcm, self.volume)
+                if self.metering:
+                    self.level = level_dbfs(pcm) if real and fmt.width == 2 else -120.0
                 if not self._queue:
                     self._idle.set()
                 try:
@@ -343,3 +355,9 @@ class Player:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.idle_tick)
+
+
+def _scaled(pcm: bytes, volume: float) -> bytes:
+    """16-bit samples times `volume` (0..1: never louder, so never clipped)."""
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16)
+    return (samples * max(0.0, volume)).astype(np.int16).tobytes()

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from .audio_in import MicChunk, MicSource, mic_chunks
 from .audio_out import Player
@@ -52,6 +53,7 @@ class Satellite:
         self.preroll = Preroll(settings.vad.preroll)
         self.recorder = TurnRecorder(settings.debug_recording_dir)
         self.events = Events()  # watched by the status page (satellite/web.py)
+        self.muted = False  # the status page's mute: the satellite hears silence
         self.turns = 0
         self.finished = asyncio.Event()
         self._segmenter: Segmenter | None = None
@@ -103,6 +105,8 @@ class Satellite:
             self.sm.go(State.WAITING, "recovered from an error")
 
     async def on_chunk(self, chunk: MicChunk) -> None:
+        if self.muted:
+            chunk = replace(chunk, audio=bytes(len(chunk.audio)))
         state = self.sm.state
         want_vad = state in (State.LISTENING, State.FOLLOW_UP) or (
             state in (State.THINKING, State.SPEAKING) and self.barge_in.wants_vad()

@@ -1,12 +1,13 @@
 """The satellite's status page on `--http`: GET / (satellite/page.html), live over GET /ws.
 
 What the page shows is pushed (no polling): state changes with their reason, the transcript, the
-reply as its sentences come, the stages of the last 20 turns and a microphone level (at most 10
-a second, computed only while a page is connected). Controls are POSTs (nothing changes on a
-GET) to /control/{talk,stop}, with the `X-Status-Page` header (a custom header: a browser
-cannot send it cross-site without a CORS preflight, which is never answered) and, when
-`--http-token` is set, `X-Token`; bound to a non-loopback address without a token the controls
-are refused. Messages from the page are not read (at most 1 KiB each, then the socket closes).
+reply as its sentences come, the stages of the last 20 turns, the microphone and speaker levels
+(at most 10 a second, computed only while a page is connected). Controls are POSTs (nothing
+changes on a GET) to /control/{talk,stop,mute,unmute,volume?percent=N}, with the
+`X-Status-Page` header (a custom header: a browser cannot send it cross-site without a CORS
+preflight, which is never answered) and, when `--http-token` is set, `X-Token`; bound to a
+non-loopback address without a token the controls are refused. Messages from the page are not
+read (at most 1 KiB each, then the socket closes).
 """
 
 from __future__ import annotations
@@ -115,7 +116,10 @@ class StatusPage:
         audio = event.data.get("audio")
         level = level_dbfs(audio) if isinstance(audio, bytes) and audio else -120.0
         assert self.sat is not None
-        self._send({"type": "level", "mic": round(level, 1), "playing": self.sat.player.busy})
+        player = self.sat.player
+        player.metering = True
+        speaker = player.level if player.busy else -120.0
+        self._send({"type": "level", "mic": round(level, 1), "speaker": round(speaker, 1)})
 
     def _send(self, message: dict[str, object]) -> None:
         if not self._clients:
@@ -145,8 +149,15 @@ class StatusPage:
             "history": list(self._history),
             "services": self.services,
             "controls": self._controls_open(),
+            **self._settings(),
             "token": self.token is not None,
         }
+
+    def _settings(self) -> dict[str, object]:
+        sat = self.sat
+        if sat is None:
+            return {"muted": False, "volume": 100}
+        return {"muted": sat.muted, "volume": round(sat.player.volume * 100)}
 
     def _controls_open(self) -> bool:
         return self.loopback or self.token is not None
@@ -178,6 +189,8 @@ class StatusPage:
                     break
         finally:
             self._clients.discard(queue)
+            if not self._clients and self.sat is not None:
+                self.sat.player.metering = False  # no page: no speaker level either
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
@@ -208,9 +221,23 @@ class StatusPage:
             done = await stop_reply(sat)
         elif action == "talk":
             done = await push_to_talk(sat)
+        elif action in ("mute", "unmute"):
+            done = sat.muted != (action == "mute")
+            sat.muted = action == "mute"
+            _LOGGER.info("Microphone %s from the status page", "muted" if sat.muted else "unmuted")
+        elif action == "volume":
+            try:
+                volume = int(request.query.get("percent", ""))
+            except ValueError:
+                raise web.HTTPBadRequest(text="volume needs ?percent=0..100") from None
+            if not 0 <= volume <= 100:
+                raise web.HTTPBadRequest(text="volume needs ?percent=0..100")
+            done = round(sat.player.volume * 100) != volume
+            sat.player.volume = volume / 100
         else:
             raise web.HTTPNotFound(text=f"no control {action!r}")
         _LOGGER.info("Status page: %s (%s)", action, "done" if done else "nothing to do")
+        self._send({"type": "settings", **self._settings()})
         return web.json_response({"action": action, "done": done})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -71,6 +72,11 @@ class Page:
         WebDriverWait(self.driver, timeout, 0.1).until(
             lambda d: part.lower() in d.find_element(By.ID, element).text.lower(),
             f"{part!r} not in #{element}",
+        )
+
+    def wait_exact(self, element: str, text: str, timeout: float = 120.0) -> None:
+        WebDriverWait(self.driver, timeout, 0.1).until(
+            lambda d: d.find_element(By.ID, element).text == text, f"#{element} never read {text!r}"
         )
 
     def wait_state(self, state: str, timeout: float = 120.0) -> None:
@@ -208,5 +214,51 @@ async def test_page_serves_no_cdn_and_controls_need_the_token(tmp_path: Path) ->
         )
         health = json.loads(await asyncio.to_thread(get, "/healthz"))
         assert health["ready"] is True
+    finally:
+        await sat.stop()
+
+
+async def test_mute_from_the_page_and_volume(tmp_path: Path, browser: Chrome) -> None:
+    """Muted from the page, the satellite does not hear the wake word; unmuted, it does. The
+    volume set on one page is pushed to the page."""
+    wake = speech("Hey Jarvis.")
+    mic = GatedMic(tmp_path / "mic", silence(0.5), wake + silence(2.0), wake + silence(2.0))
+    port = free_port()
+    nowhere = "tcp://127.0.0.1:9"
+    sat = await SatelliteRun(
+        "--mic-command",
+        mic.command(),
+        "--snd-file",
+        str(tmp_path / "out.wav"),
+        "--wake-word",
+        "hey_jarvis",
+        *("--stt-uri", nowhere, "--tts-uri", nowhere, "--handle-uri", nowhere),
+        "--no-sounds",
+        "--http",
+        f"127.0.0.1:{port}",
+    ).start()
+    try:
+        await sat.wait_for("Satellite .* is ready", 120)
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        await asyncio.to_thread(page.open)
+        await asyncio.to_thread(page.click, "mute")
+        await asyncio.to_thread(page.wait_text, "mute", "unmute", 30)
+        mic.open(1)
+        # The wake word is said while muted, and well over (with its 2 s of silence after).
+        await until(lambda: mic.said_at(1) is not None, 60, sat.log)
+        said = mic.said_at(1)
+        assert said is not None
+        await until(lambda: time.monotonic() > said + 6.0, 30)
+        assert not any("hey_jarvis" in line for line in await asyncio.to_thread(page.history))
+        await asyncio.to_thread(page.click, "mute")  # now "Unmute microphone"
+        await asyncio.to_thread(page.wait_exact, "mute", "Mute microphone", 30)
+        mic.open(2)
+        await asyncio.to_thread(page.wait_text, "history", "wake word 'hey_jarvis'", 120)
+
+        headers = {"X-Status-Page": "1"}
+        bad = await asyncio.to_thread(_post, f"{page.url}control/volume?percent=loud", headers)
+        assert bad == 400
+        assert await asyncio.to_thread(_post, f"{page.url}control/volume?percent=40", headers) == 200
+        await asyncio.to_thread(page.wait_text, "volval", "40", 30)
     finally:
         await sat.stop()
