@@ -208,6 +208,7 @@ class Satellite:
     async def interrupt(self, trigger: str, detected_at: float, wake_word: str | None) -> None:
         """Barge-in: silence the reply first, then cancel its work, then listen to the user."""
         self.barge_in.stop_playback(trigger, detected_at)
+        self.tell("barge-in", trigger=trigger)
         await self.backend.barge_in()
         await self.recorder.finish("interrupted")
         self.turns += 1

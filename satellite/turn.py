@@ -134,6 +134,8 @@ class StandaloneBackend(Backend):
                 async for item in self.services.stream("asr", request, tried):
                     if isinstance(item, Transcription):
                         result = item
+                    else:
+                        self.core.tell("partial", text=item.text)
         except TimeoutError:
             err = ServiceTimeout(f"no transcript within {stt_timeout:g} s of the end of speech")
             raise self.services.at_fault("asr", tried, err) from None

@@ -1,8 +1,9 @@
 """The satellite's status page on `--http`: GET / (satellite/page.html), live over GET /ws.
 
-What the page shows is pushed (no polling): state changes with their reason, the transcript, the
-reply as its sentences come, the stages of the last 20 turns, the microphone and speaker levels
-(at most 10 a second, computed only while a page is connected). Controls are POSTs (nothing
+What the page shows is pushed (no polling): state changes with their reason, barge-ins, the
+partial transcripts then the final one, the reply as its sentences come, the stages of the last
+20 turns, the microphone and speaker levels (at most 10 a second, computed only while a page is
+connected). Controls are POSTs (nothing
 changes on a GET) to /control/{talk,stop,mute,unmute,volume?percent=N}, with the
 `X-Status-Page` header (a custom header: a browser cannot send it cross-site without a CORS
 preflight, which is never answered) and, when `--http-token` is set, `X-Token`; bound to a
@@ -92,6 +93,12 @@ class StatusPage:
     def _on_event(self, event: Event) -> None:
         if event.kind == "mic":
             self._on_mic(event)
+        elif event.kind == "partial":
+            self._send({"type": "partial", "text": str(event.data.get("text", ""))[:MAX_TEXT]})
+        elif event.kind == "barge-in":
+            entry = {"type": "barge-in", "why": str(event.data.get("trigger", "")), "at": event.at}
+            self._history.append(entry)
+            self._send(entry)
         elif event.kind == "transcript":
             self._transcript = str(event.data.get("text", ""))[:MAX_TEXT]
             self._send({"type": "transcript", "text": self._transcript})

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,11 @@ class Page:
             lambda d: d.find_element(By.ID, element).text == text, f"#{element} never read {text!r}"
         )
 
+    def wait_chart(self, bars: int, timeout: float = 120.0) -> None:
+        WebDriverWait(self.driver, timeout, 0.1).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart rect")) >= bars, "no turn in the chart"
+        )
+
     def wait_state(self, state: str, timeout: float = 120.0) -> None:
         WebDriverWait(self.driver, timeout, 0.05).until(
             lambda d: d.find_element(By.ID, "state").get_attribute("data-state") == state,
@@ -110,9 +116,14 @@ async def test_page_follows_a_real_turn_and_stops_the_reply(
     start_model: StartModel,  # noqa: F811
     browser: Chrome,
 ) -> None:
-    model = await start_model(LONG_REPLY)
-    # The request is said only once the page is open (the gate).
-    mic = GatedMic(tmp_path / "mic", silence(0.5), silence(0.5) + speech(MODEL_REQUEST) + silence(2.0))
+    def answer(messages: list[dict[str, Any]]) -> str:
+        turns = sum(1 for m in messages if m.get("role") == "user")
+        return "Penguins love cold water." if turns == 1 else LONG_REPLY
+
+    model = await start_model(answer)
+    # Each request is said only once the test opens its gate: the first once the page is open.
+    request = silence(0.5) + speech(MODEL_REQUEST) + silence(2.0)
+    mic = GatedMic(tmp_path / "mic", silence(0.5), request, request)
     out = tmp_path / "out.wav"
     port = free_port()
     sat = await SatelliteRun(
@@ -137,7 +148,15 @@ async def test_page_follows_a_real_turn_and_stops_the_reply(
         # Nothing changes on a GET, and a control without the page's header is refused.
         assert await asyncio.to_thread(_post, f"{page.url}control/stop", {}) == 403
 
-        mic.open()
+        # A first turn, answered in full: its stages are drawn in the chart.
+        mic.open(1)
+        await asyncio.to_thread(page.wait_text, "reply", "cold water", 180)
+        await asyncio.to_thread(page.wait_chart, 1, 120)
+        await asyncio.to_thread(page.wait_state, "waiting", 60)
+
+        # A second one, with a long reply.
+        mic.open(2)
+        await asyncio.to_thread(page.wait_text, "reply", "sentence number 1", 180)
         await asyncio.to_thread(page.wait_state, "speaking", 180)
         await asyncio.to_thread(page.wait_text, "transcript", "penguin")
         await asyncio.to_thread(page.wait_text, "reply", "sentence number 1")
@@ -163,7 +182,7 @@ async def test_page_follows_a_real_turn_and_stops_the_reply(
         assert spans and spans[-1][1] <= stopped_at + 0.5, (spans, stopped_at)
         played = sum(end - start for start, end in spans)
         assert played < 15.0, spans  # the whole reply is about 30 s of speech
-        assert len(model.asked()) == 1
+        assert len(model.asked()) == 2
     finally:
         await sat.stop()
 
