@@ -45,7 +45,7 @@ RATE = 22050
 def browser() -> Iterator[Chrome]:
     options = Options()
     options.binary_location = shutil.which("chromium") or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,580"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,720"):
         options.add_argument(arg)
     driver = Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:
