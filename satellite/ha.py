@@ -320,6 +320,7 @@ class HaBackend(Backend):
 
     async def on_transcript(self, conn: HaConnection, event: Event) -> None:
         _LOGGER.info("Transcript: %r", Transcript.from_event(event).text)
+        self.core.tell("transcript", text=Transcript.from_event(event).text)  # the status page
         await self._ha_ended_speech(conn, "transcript")
 
     async def _ha_ended_speech(self, conn: HaConnection, why: str) -> None:
@@ -331,6 +332,8 @@ class HaBackend(Backend):
         if self._in_turn:
             self._reply_text = Synthesize.from_event(event).text
             _LOGGER.info("Reply: %r", self._reply_text)
+        if self._in_turn:
+            self.core.tell("sentence", text=self._reply_text)  # the status page
 
     async def on_audio_start(self, conn: HaConnection, event: Event) -> None:
         self._tts_open = True
