@@ -6,8 +6,9 @@
 
 Each `bench/<name>.py` runs as its own process with `--json FILE` (one at a time: they would
 distort each other's timings). A benchmark that fails, times out, writes no figures or does
-not exist is listed as such in the table, never left out. The end-to-end figure (end of
-speech -> first reply audio) comes from `bench/satellite.py`.
+not exist is listed as such in the table, never left out. The end-to-end figures (the last
+speech sample into the microphone -> first reply audio out of the speaker, p50 and p90) come
+from `bench/satellite.py`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 NOT_BENCHMARKS = {"common", "run_all", "__init__", "peers"}  # peers: the reference servers' venvs
 # Benchmarks the issues ask for: listed even when their script does not exist (yet).
-EXPECTED = ("stt", "tts", "llm", "satellite", "stt_names", "abuse")
-END_TO_END = "end of speech -> first reply audio"
+EXPECTED = ("stt", "tts", "llm", "satellite", "turn", "stt_names", "abuse")
+END_TO_END = "last speech sample -> first reply audio"
 README_SECTION = "## Benchmarks"
 TABLE_START, TABLE_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -120,7 +121,7 @@ def _verdict(figure: Figure) -> str:
 
 def is_end_to_end(figure: Figure) -> bool:
     name = figure.name.lower().replace("→", "->")
-    return "end of speech" in name and "first reply audio" in name
+    return "last speech sample" in name and "first reply audio" in name
 
 
 def table(outcomes: list[Outcome]) -> str:

@@ -1,13 +1,16 @@
-"""Satellite benchmark: the whole standalone turn, barge-in, wake word CPU and memory.
+"""Satellite benchmark: the whole turn as the user feels it, barge-in, wake word CPU, memory.
 
-Runs the satellite as a process on mic/speaker WAV files against the real STT and TTS
-services and the conversation service on a fake Ollama (in this process) that streams at a
-fixed token rate. All times are on the one system monotonic clock the processes share:
+Runs the satellite as a process against the real STT and TTS services. All times are on the
+one system monotonic clock the processes share:
 
-- end of speech -> first reply audio, *not counting the model's own time to its first
-  sentence* (the fake Ollama's request received -> sentence-ending token sent). "End of
-  speech" is the satellite's VAD decision; the same figure from the end of the user's words
-  in the mic WAV (which adds the VAD's end silence) is listed too;
+- the true figure: the last speech sample written to the satellite's microphone -> the first
+  non-silent sample of the reply written to its speaker, p50 and p90, timed on the audio
+  itself (a gated mic that notes when each request began, `--mic-command`, and a timed
+  speaker, `--snd-command`). Each request is said once the last turn is over. Handlers: an
+  echo handle service ("You said ..."), and our conversation service on a fake Ollama (in
+  this process) that answers like an echo at a fixed token rate, whose own time to its first
+  sentence is its own row. The satellite's split of the turn (its end of speech ->
+  transcript, TTS first chunk, chunk -> sound) is listed as detail;
 - barge-in: wake word detection -> playback silent (what was already handed out included),
   from the satellite's own log;
 - wake word CPU per second of audio (microWakeWord, fed faster than real time in-process),
@@ -25,7 +28,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,18 +40,24 @@ from satellite.settings import WakeSettings
 from satellite.wake import LocalWake
 from tests.satellite.helpers import (
     WAKE_REQUEST,
+    GatedMic,
     SatelliteRun,
+    TimedSpeaker,
     barge_in_ms,
     mic_wav,
     silence,
+    sound_spans,
     speech,
 )
 from tests.support.fake_ollama import FakeOllama
-from tests.support.services import ServiceProcess
+from tests.support.services import ServiceProcess, free_port
 
-REPLY = (
-    "It is twenty one degrees inside and sunny outside. The rain comes back tomorrow. That is all for now."
-)
+# The issue's phrase for the echo handler; a question the conversation service leaves to the
+# model for the other (device commands are answered without it).
+ECHO_REQUEST = "Hey Jarvis, turn on the kitchen lights."
+ECHO_REPLY = "You said: turn on the kitchen lights."
+LLM_REQUEST = "Hey Jarvis, what is the weather like tomorrow?"
+HA_VERSION = "2026.2.3"
 MIC_RATE = 16000
 
 
@@ -73,88 +85,239 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def turns(
+@dataclass
+class TurnFigures:
+    """Per turn, seconds: the true figure (last speech sample into the mic -> first sound of
+    the reply out of the speaker, timed on the audio itself), the model's own time to its first
+    sentence (0 for the echo handler), and the satellite's own split (turn-timing lines)."""
+
+    true: list[float]
+    model: list[float]
+    timings: list[dict[str, float]]
+    rss: float
+
+
+def p50(values: list[float]) -> float:
+    return float(np.percentile(values, 50))
+
+
+def p90(values: list[float]) -> float:
+    return float(np.percentile(values, 90))
+
+
+def _first_sound_after(speaker: TimedSpeaker, after: float) -> float | None:
+    """Monotonic time of the first non-silent 10 ms block the speaker got after `after`."""
+    started = speaker.started_at()
+    if started is None:
+        return None
+    for start, _end in sound_spans(speaker.pcm(), speaker.rate, gap=0.05):
+        if started + start > after:
+            return started + start
+    return None
+
+
+async def true_turns(
     tmp: Path,
     turns_n: int,
-    tokens_per_second: float,
-    first_token_delay: float,
-    stt_model: str,
-    stt_args: list[str],
-) -> dict[str, float]:
-    gap = 20.0  # room for a slow reply on a busy machine: the next wake must not barge in
-    parts: list[str | float] = [2.0]
-    request_ends: list[float] = []
-    offset = 2.0
-    for _ in range(turns_n):
-        request = speech(WAKE_REQUEST)
-        request_ends.append(offset + _speech_end(request))
-        parts += [WAKE_REQUEST, gap]
-        offset += len(request) / (2 * MIC_RATE) + gap
-    mic = mic_wav(tmp / "turns.wav", *parts)
-
-    stt = ServiceProcess(
-        "wyoming_stt", "--model", stt_model, "--data-dir", str(tmp / "stt"), "--language", "en", *stt_args
+    request: str,
+    handle_uri: str,
+    stt_uri: str,
+    tts_uri: str,
+    sat_args: list[str],
+    model_times: Callable[[], list[float]] | None = None,
+    connect: Callable[[SatelliteRun], Awaitable[None]] | None = None,
+) -> TurnFigures:
+    """`turns_n` turns of `request`, each said once the last one is over (a gated mic), the
+    speaker timed (--snd-command), so both ends are measured on the audio itself. Standalone
+    on the given services; with `connect` (Home Assistant mode) `sat_args` say where to listen
+    and `connect(sat)` gets Home Assistant to it."""
+    pcm = speech(request)
+    speech_end = _speech_end(pcm)
+    mic = GatedMic(tmp / "mic", silence(1.0), *([pcm] * turns_n))
+    speaker = TimedSpeaker(tmp / "speaker.raw")
+    where = (
+        []
+        if connect is not None
+        else ["--stt-uri", stt_uri, "--tts-uri", tts_uri, "--handle-uri", handle_uri]
     )
-    tts = ServiceProcess("wyoming_tts", "--data-dir", str(tmp / "tts"))
-    async with FakeOllama(
-        reply=REPLY, tokens_per_second=tokens_per_second, first_token_delay=first_token_delay
-    ) as fake:
-        llm = ServiceProcess("wyoming_llm", "--ollama-url", fake.url, "--data-dir", str(tmp / "llm"))
-        services = [stt.start(), tts.start(), llm.start()]
-        try:
+    sat = await SatelliteRun(
+        "--mic-command", mic.command(), "--snd-command", speaker.command(),
+        "--wake-word", "hey_jarvis", "--follow-up", "0", *where, *sat_args,
+    ).start()  # fmt: skip
+    peak: list[float] = []
+    sampler = _rss_sampler(sat, peak)
+    ends: list[float] = []
+    try:
+        if connect is not None:
+            await connect(sat)
+        else:
+            await sat.wait_for("is ready", timeout=120)
+        await asyncio.sleep(1.0)
+        for n in range(1, turns_n + 1):
+            mic.open(n)
+            await sat.wait_for(r"\(turn (over|failed)\)", count=n, timeout=120)
+            said = mic.said_at(n)
+            assert said is not None
+            ends.append(said + speech_end)
+            await asyncio.sleep(1.0)  # the done sound and the mic's echo of nothing
+    finally:
+        sampler.cancel()
+        await sat.stop()
+    log = sat.log()
+    if "turn failed" in log:
+        raise RuntimeError(f"a turn failed:\n{log[-4000:]}")
+    true = []
+    for end in ends:
+        first = _first_sound_after(speaker, end)
+        if first is None:
+            raise RuntimeError(f"no reply heard after the request ending at {end:.3f}:\n{log[-4000:]}")
+        true.append(first - end)
+    timings = [
+        {k: float(v) for k, v in re.findall(r"(\w+)=(-?[0-9.]+)", line)}
+        for line in re.findall(r"turn-timing .*", log)
+    ]
+    model = model_times() if model_times is not None else [0.0] * turns_n
+    return TurnFigures(true, model[-turns_n:], timings, max(peak) if peak else 0.0)
+
+
+async def standalone(
+    tmp: Path,
+    turns_n: int,
+    handler: str,
+    stt_args: list[str],
+    sat_args: list[str],
+    fake_model: dict[str, float],
+) -> TurnFigures:
+    """Real STT and TTS; the handler is an echo handle service ("echo") or our conversation
+    service on the fake Ollama answering like an echo ("llm")."""
+    stt = ServiceProcess("wyoming_stt", "--data-dir", str(tmp / "stt"), "--language", "en", *stt_args).start()
+    tts = ServiceProcess("wyoming_tts", "--data-dir", str(tmp / "tts")).start()
+    services = [stt, tts]
+    try:
+        for service in services:
+            service.wait_listening(60)
+        await stt.wait_ready()
+        await tts.wait_ready()
+        if handler == "echo":
+            handle = ServiceProcess(
+                "tests.satellite.fake_services", "handle", "--reply", ECHO_REPLY, "--delay", "0"
+            ).start()
+            services.append(handle)
+            handle.wait_listening(60)
+            return await true_turns(tmp, turns_n, ECHO_REQUEST, handle.uri, stt.uri, tts.uri, sat_args)
+        async with FakeOllama(reply=_echo_like, **fake_model) as fake:  # type: ignore[arg-type]
+            llm = ServiceProcess("wyoming_llm", "--ollama-url", fake.url, "--data-dir", str(tmp / "llm"))
+            services.append(llm.start())
+            llm.wait_listening(60)
+            await llm.wait_ready(marker="is loaded and warm")
+
+            def model_times() -> list[float]:
+                chats = [c for c in fake.chats if c.completed and c.first_sentence_at() is not None]
+                return [c.first_sentence_at() - c.received_at for c in chats]  # type: ignore[operator]
+
+            return await true_turns(
+                tmp, turns_n, LLM_REQUEST, llm.uri, stt.uri, tts.uri, sat_args, model_times
+            )
+    finally:
+        for service in services:
+            service.stop()
+
+
+async def home_assistant(
+    tmp: Path, turns_n: int, sat_args: list[str], fake_model: dict[str, float]
+) -> TurnFigures:
+    """Home Assistant 2026.2.3 runs the pipeline (our STT, conversation service on the fake
+    Ollama answering like an echo, TTS) for our satellite, added as HA's UI would."""
+    from tests.ha.harness import HomeAssistant, ha_ready
+
+    if not ha_ready(HA_VERSION):
+        raise RuntimeError(f"Home Assistant {HA_VERSION} is not set up: scripts/setup-ha.sh")
+    stt = ServiceProcess("wyoming_stt", "--data-dir", str(tmp / "stt"), "--language", "en").start()
+    tts = ServiceProcess("wyoming_tts", "--data-dir", str(tmp / "tts")).start()
+    services = [stt, tts]
+    ha = await HomeAssistant(HA_VERSION).start()
+    try:
+        async with FakeOllama(reply=_echo_like, **fake_model) as fake:  # type: ignore[arg-type]
+            llm = ServiceProcess("wyoming_llm", "--ollama-url", fake.url, "--data-dir", str(tmp / "llm"))
+            services.append(llm.start())
             for service in services:
                 service.wait_listening(60)
             await stt.wait_ready()
             await tts.wait_ready(marker="is ready")
             await llm.wait_ready(marker="is loaded and warm")
-            sat = await SatelliteRun(
-                "--mic-file", str(mic), "--snd-file", str(tmp / "turns-out.wav"),
-                "--wake-word", "hey_jarvis", "--stt-uri", stt.uri, "--tts-uri", tts.uri,
-                "--handle-uri", llm.uri, "--follow-up", "0", "--exit-after-turns", str(turns_n),
-            ).start()  # fmt: skip
-            peak: list[float] = []
-            sampler = _rss_sampler(sat, peak)
-            try:
-                code = await sat.wait_exit(60 + turns_n * 40)
-            finally:
-                sampler.cancel()
-            log = sat.log()
-            if code != 0:
-                raise RuntimeError(f"satellite exited {code}:\n{log}")
-        finally:
-            for service in services:
-                service.stop()
-        chats = [c for c in fake.chats if c.completed]
+            await ha.call(
+                "set_pipeline",
+                stt_engine=await ha.entity_id(stt, "stt"),
+                conversation_engine=await ha.entity_id(llm, "conversation"),
+                tts_engine=await ha.entity_id(tts, "tts"),
+            )
+            port = free_port()
 
-    started = float(re.search(r"mic-file .* started at monotonic ([0-9.]+)", log).group(1))  # type: ignore[union-attr]
-    timings = [
-        {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", line)}
-        for line in re.findall(r"turn-timing .*", log)
+            async def connect(sat: SatelliteRun) -> None:
+                await sat.wait_for(r"satellite is listening on", timeout=120)
+                entry = await ha.call("add_entry", host="127.0.0.1", port=port)
+                assert entry["type"] == "create_entry", entry
+                await sat.wait_for(r"asked for audio \(run-satellite\)", timeout=60)
+
+            def model_times() -> list[float]:
+                chats = [c for c in fake.chats if c.completed and c.first_sentence_at() is not None]
+                return [c.first_sentence_at() - c.received_at for c in chats]  # type: ignore[operator]
+
+            return await true_turns(
+                tmp, turns_n, LLM_REQUEST, "", "", "",
+                ["--uri", f"tcp://127.0.0.1:{port}", "--name", "Bench", *sat_args],
+                model_times, connect,
+            )  # fmt: skip
+    finally:
+        await ha.stop()
+        for service in services:
+            service.stop()
+
+
+def _echo_like(messages: list[dict[str, Any]]) -> str:
+    users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    return f"You said: {users[-1] if users else 'nothing'}"
+
+
+def turn_figures(
+    label: str, run: TurnFigures, target50: float | None, target90: float | None, note: str
+) -> list[Figure]:
+    t = run.timings
+    rows = [
+        Figure(
+            f"{label}: last speech sample -> first reply audio, p50",
+            p50(run.true) * 1000,
+            "ms",
+            target50,
+            note=note,
+        ),
+        Figure(f"{label}: same, p90", p90(run.true) * 1000, "ms", target90),
+        Figure(f"{label}: model's own time to its first sentence, p50", p50(run.model) * 1000, "ms"),
     ]
-    if len(timings) != turns_n or len(chats) < turns_n:
-        raise RuntimeError(
-            f"expected {turns_n} turns, got {len(timings)} timings, {len(chats)} chats:\n{log}"
-        )
-    excl, excl_words, raw, model = [], [], [], []
-    for timing, chat, request_end in zip(timings, chats[-turns_n:], request_ends, strict=True):
-        sentence_at = chat.first_sentence_at()
-        assert sentence_at is not None
-        own = sentence_at - chat.received_at
-        model.append(own)
-        raw.append(timing["first_audio_at"] - timing["eos_at"])
-        excl.append(raw[-1] - own)
-        excl_words.append(timing["first_audio_at"] - (started + request_end) - own)
-    return {
-        "excl": statistics.median(excl),
-        "excl_max": max(excl),
-        "excl_words": statistics.median(excl_words),
-        "raw": statistics.median(raw),
-        "model": statistics.median(model),
-        "stt": statistics.median(t["eos_to_transcript"] for t in timings),
-        "tts": statistics.median(t["tts_first_chunk"] for t in timings),
-        "sound": statistics.median(t["chunk_to_sound"] for t in timings),
-        "rss": max(peak) if peak else 0.0,
-    }
+    if t:
+        rows += [
+            Figure(
+                f"{label}: satellite end of speech -> transcript (median)",
+                statistics.median(x["eos_to_transcript"] for x in t) * 1000,
+                "ms",
+            ),
+            Figure(
+                f"{label}: TTS first sentence sent -> first audio chunk (median)",
+                statistics.median(x["tts_first_chunk"] for x in t) * 1000,
+                "ms",
+            ),
+            Figure(
+                f"{label}: first audio chunk -> it sounds (median)",
+                statistics.median(x["chunk_to_sound"] for x in t) * 1000,
+                "ms",
+            ),
+            Figure(
+                f"{label}: satellite end of speech -> first audio, excl. model (median)",
+                statistics.median(x["eos_to_audio_excl_model"] for x in t) * 1000,
+                "ms",
+            ),
+        ]
+    return rows  # fmt: skip
 
 
 async def barge_ins(tmp: Path, count: int) -> list[float]:
@@ -215,57 +378,73 @@ async def idle_cpu(tmp: Path) -> float:
 
 async def main() -> None:
     cli = parser(__doc__ or "")
-    cli.add_argument("--turns", type=int, default=3, help="Standalone turns to time")
-    cli.add_argument("--barge-ins", type=int, default=3, help="Barge-ins to time")
+    cli.add_argument("--turns", type=int, default=8, help="Turns to time per handler")
+    cli.add_argument("--handlers", default="echo,llm", help="Comma-separated: echo, llm")
+    cli.add_argument("--barge-ins", type=int, default=3, help="Barge-ins to time (0: skip)")
+    cli.add_argument("--no-cpu", action="store_true", help="Skip the wake word and idle CPU figures")
+    cli.add_argument("--stt-args", default="", help="More STT flags, e.g. '--model tiny.en'")
+    cli.add_argument("--satellite-args", default="", help="More satellite flags")
     cli.add_argument(
-        "--stt-model", default="base", help="Whisper model of the STT service (base: the stack's)"
+        "--ha",
+        default="",
+        metavar="LABEL=FLAGS;...",
+        help="Also time Home Assistant mode (HA 2026.2.3 runs the pipeline), once per "
+        "semicolon-separated run, e.g. 'plain=;detector=--turn-detector smart-turn'",
     )
-    cli.add_argument("--stt-args", default="", help="More STT flags, e.g. '--no-partials'")
     cli.add_argument("--tokens-per-second", type=float, default=20.0, help="The fake model's speed")
     cli.add_argument("--first-token-delay", type=float, default=0.3, help="The fake model's prompt time")
     args = cli.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-satellite-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        cpu_one = wake_cpu(120.0, ("okay_nabu",))
-        cpu_four = wake_cpu(60.0, ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft"))
-        cpu_oww = wake_cpu(30.0, ("oww:hey_jarvis",))
-        idle = await idle_cpu(tmp)
-        turn = await turns(
-            tmp,
-            args.turns,
-            args.tokens_per_second,
-            args.first_token_delay,
-            args.stt_model,
-            shlex.split(args.stt_args),
-        )
-        barge = await barge_ins(tmp, args.barge_ins)
-
+    stt_args, sat_args = shlex.split(args.stt_args), shlex.split(args.satellite_args)
+    fake_model = {"tokens_per_second": args.tokens_per_second, "first_token_delay": args.first_token_delay}
     model = (
         f"fake Ollama at {args.tokens_per_second:g} tokens/s, first token after {args.first_token_delay:g} s"
     )
-    figures = [
-        Figure(
-            "end of speech -> first reply audio, excl. model's first sentence (median)",
-            turn["excl"] * 1000, "ms", 800,
-            note=f"VAD end of speech; {args.turns} turns; STT {args.stt_model} {args.stt_args}; {model}",
-        ),
-        Figure("same, worst turn", turn["excl_max"] * 1000, "ms"),
-        Figure("same, from the end of the words (adds VAD end silence)", turn["excl_words"] * 1000, "ms"),
-        Figure("VAD end of speech -> transcript (median)", turn["stt"] * 1000, "ms"),
-        Figure("TTS: first sentence sent -> first audio chunk (median)", turn["tts"] * 1000, "ms"),
-        Figure("satellite: first audio chunk -> it sounds (median)", turn["sound"] * 1000, "ms"),
-        Figure("model's own time to its first sentence (median)", turn["model"] * 1000, "ms"),
-        Figure("VAD end of speech -> first audio incl. model (median)", turn["raw"] * 1000, "ms"),
-        Figure("barge-in: detection -> playback silent (max)", max(barge), "ms", 200,
-               note=f"{len(barge)} barge-ins"),
-        Figure("barge-in: detection -> playback silent (median)", statistics.median(barge), "ms"),
-        Figure("wake word CPU, 1 microWakeWord model", cpu_one, "% of a core", 2),
-        Figure("wake word CPU, 4 microWakeWord models", cpu_four, "% of a core"),
-        Figure("wake word CPU, 1 openWakeWord model", cpu_oww, "% of a core"),
-        Figure("satellite process CPU while waiting for the wake word", idle, "% of a core"),
-        Figure("satellite resident memory (peak during turns)", turn["rss"], "MB", 100),
-    ]  # fmt: skip
-    report(figures, "Satellite (standalone, 2-core machine)", args.json)
+    figures: list[Figure] = []
+    rss = 0.0
+    with tempfile.TemporaryDirectory(prefix="bench-satellite-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        for handler in [h.strip() for h in args.handlers.split(",") if h.strip()]:
+            run = await standalone(tmp / handler, args.turns, handler, stt_args, sat_args, fake_model)
+            rss = max(rss, run.rss)
+            what = "echo handler" if handler == "echo" else f"conversation service, {model}"
+            figures += turn_figures(
+                f"standalone, {handler}",
+                run,
+                600 if handler == "echo" else None,
+                800 if handler == "echo" else None,
+                f"{len(run.true)} turns; {what}; STT {args.stt_args or 'defaults'}; "
+                f"load average {os.getloadavg()[0]:.1f} after",
+            )
+        for run_spec in [r for r in args.ha.split(";") if r.strip()]:
+            label, _, flags = run_spec.partition("=")
+            run = await home_assistant(tmp / f"ha-{label}", args.turns, shlex.split(flags), fake_model)
+            figures += turn_figures(
+                f"Home Assistant mode, {label}",
+                run,
+                900,
+                None,
+                f"{len(run.true)} turns; HA {HA_VERSION}; conversation service, {model}; "
+                f"satellite {flags or 'defaults'}; load average {os.getloadavg()[0]:.1f} after",
+            )
+        if args.barge_ins:
+            barge = await barge_ins(tmp, args.barge_ins)
+            figures += [
+                Figure("barge-in: detection -> playback silent (max)", max(barge), "ms", 200,
+                       note=f"{len(barge)} barge-ins"),
+                Figure("barge-in: detection -> playback silent (median)", statistics.median(barge), "ms"),
+            ]  # fmt: skip
+        if not args.no_cpu:
+            four = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
+            core = "% of a core"
+            figures += [
+                Figure("wake word CPU, 1 microWakeWord model", wake_cpu(120.0, ("okay_nabu",)), core, 2),
+                Figure("wake word CPU, 4 microWakeWord models", wake_cpu(60.0, four), core),
+                Figure("wake word CPU, 1 openWakeWord model", wake_cpu(30.0, ("oww:hey_jarvis",)), core),
+                Figure("satellite process CPU while waiting for the wake word", await idle_cpu(tmp), core),
+            ]
+    if rss:
+        figures.append(Figure("satellite resident memory (peak during turns)", rss, "MB", 100))
+    report(figures, "Satellite (2-core machine)", args.json)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ class Core(Protocol):
     def idle(self, why: str) -> None:
         """Back to waiting for the wake word, or paused when nobody asks for audio."""
 
+    async def speech_over(self, why: str) -> None:
+        """The backend's service heard the request end (the STT's early transcript): the
+        request is over now, as if the VAD had heard it end (no-op once it has)."""
+
     def tell(self, kind: str, **data: object) -> None:
         """What the turn heard or answered (transcript, sentence, timing), for whoever watches
         (the status page: satellite/events.py); nothing happens when nobody does."""
@@ -46,6 +50,9 @@ class Backend(ABC):
     """The core calls these from the mic loop; they must return quickly (no long awaits)."""
 
     core: Core
+    # The service the request goes to ends turns itself (the STT's early transcript): the
+    # satellite's own silence limit is then only a backstop (satellite/endpointing.py).
+    service_ends_turns: bool = False
 
     def attach(self, core: Core) -> None:
         self.core = core

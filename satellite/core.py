@@ -16,13 +16,14 @@ from .audio_in import MicChunk, MicSource, mic_chunks
 from .audio_out import Player
 from .backend import Backend
 from .bargein import BargeIn
+from .endpointing import TurnSegmenter, segmenter_factory
 from .events import Events
 from .listen import Analysis, Listener, Preroll
 from .recording import TurnRecorder
 from .settings import SatelliteSettings
 from .sounds import Sounds
 from .state import State, StateMachine
-from .vad import Segment, Segmenter, seconds_of
+from .vad import Segment, seconds_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ class Satellite:
         self.muted = False  # the status page's mute: the satellite hears silence
         self.turns = 0
         self.finished = asyncio.Event()
-        self._segmenter: Segmenter | None = None
+        self._segmenter: TurnSegmenter | None = None
+        # Each request's end: silence, the STT's word (standalone) or a local turn detector.
+        self._new_segmenter, self.local_turn = segmenter_factory(
+            settings.vad, lambda: backend.service_ends_turns
+        )
         self._own_sound_until = 0.0
         self._finish_task: asyncio.Task[None] | None = None
         self._handlers: dict[State, Handler] = {
@@ -136,7 +141,7 @@ class Satellite:
         await self.backend.audio(chunk.audio)
         if self._segmenter is None or not self.sm.is_(State.LISTENING):
             return
-        segment = self._segmenter.feed(seconds_of(chunk.audio), analysis.probs)
+        segment = self._segmenter.feed(seconds_of(chunk.audio), analysis.probs, chunk.audio)
         if segment in (Segment.ENDED, Segment.TOO_LONG):
             ended_at = time.monotonic()
             self._segmenter = None
@@ -153,7 +158,7 @@ class Satellite:
             return
         if self._segmenter is None:
             return
-        segment = self._segmenter.feed(seconds_of(chunk.audio), analysis.probs)
+        segment = self._segmenter.feed(seconds_of(chunk.audio), analysis.probs, chunk.audio)
         if segment is Segment.SPEAKING:
             # The user answers: the pre-roll holds the start of what they said.
             await self._begin(None, "follow-up speech", keep_segmenter=True)
@@ -187,6 +192,12 @@ class Satellite:
     def idle(self, why: str) -> None:
         self.sm.go(State.WAITING if self.backend.can_start_turn() else State.PAUSED, why)
 
+    async def speech_over(self, why: str) -> None:
+        if self._segmenter is not None and self.sm.is_(State.LISTENING):
+            self._segmenter = None
+            self.thinking(why)
+            await self.backend.end_of_speech(time.monotonic())
+
     def tell(self, kind: str, **data: object) -> None:
         self.events.publish(kind, **data)
 
@@ -200,7 +211,7 @@ class Satellite:
         preroll = self.preroll.take()
         if not keep_segmenter or self._segmenter is None:
             self.listener.reset_vad()
-            self._segmenter = Segmenter(self.settings.vad)
+            self._segmenter = self._new_segmenter(None)
         self.recorder.begin(preroll)
         self.sm.go(State.LISTENING, why)
         await self.backend.begin_turn(wake_word, preroll)
@@ -237,7 +248,7 @@ class Satellite:
             self.sm.go(State.PAUSED, "turn over")
         elif follow_up and self.settings.turn.follow_up > 0:
             self.listener.reset_vad()
-            self._segmenter = Segmenter(self.settings.vad, no_speech_timeout=self.settings.turn.follow_up)
+            self._segmenter = self._new_segmenter(self.settings.turn.follow_up)
             self.sm.go(State.FOLLOW_UP, "the answer was a question")
         else:
             self.sm.go(State.WAITING, "turn over" if not error else "turn failed")

@@ -49,6 +49,14 @@ class VadSettings:
     no_speech_timeout: float = 5.0
     max_speech: float = 15.0
     preroll: float = 0.4
+    # End of turn (satellite/endpointing.py): a local detector ("smart-turn" or "off"), its
+    # model (None: pipecat-ai's), the silence before it is asked, the longest pause waited out
+    # and its threshold.
+    turn_detector: str = "off"
+    turn_model: Path | None = None
+    turn_silence: float = 0.2
+    turn_max_silence: float = 1.2
+    turn_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ class TurnSettings:
     handle_name: str | None = None
     # What was heard and answered in the log at INFO (otherwise DEBUG); both modes.
     log_transcripts: bool = False
+    # Asked of an STT that ends turns itself (requires_external_vad false).
+    vad_sensitivity: str = "default"
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,31 @@ def build_parser() -> EnvArgs:
     add("--no-speech-timeout", type=float, default=5.0, help="Give up if nobody speaks after the wake")
     add("--max-speech", type=float, default=15.0, help="Longest request in seconds")
     add("--preroll", type=float, default=0.4, help="Seconds of audio before the wake kept for STT")
+    add(
+        "--vad-sensitivity",
+        choices=("default", "aggressive", "relaxed"),
+        default="default",
+        help="Standalone, with an STT that ends turns itself (requires_external_vad false): how "
+        "soon it ends them (relaxed: never before 0.9 s of silence; aggressive: sooner)",
+    )
+    add(
+        "--turn-detector",
+        choices=("off", "smart-turn"),
+        default="off",
+        help="smart-turn: after --turn-silence of silence Smart Turn v3.2 hears whether the user "
+        "sounded finished (about 35 ms of one core per pause; needs pipecat-ai, see README): "
+        "finished ends the request at once (Home Assistant mode: audio-stop), otherwise it ends "
+        "after --turn-max-silence",
+    )
+    add("--turn-model", type=Path, default=None, help="Smart Turn ONNX file (default: pipecat-ai's)")
+    add("--turn-silence", type=float, default=0.2, help="Silence before the turn detector is asked")
+    add(
+        "--turn-max-silence",
+        type=float,
+        default=1.2,
+        help="Longest pause waited out when the turn detector or the STT decides the end",
+    )
+    add("--turn-threshold", type=float, default=0.5, help="Turn detector probability that ends the turn")
     # Standalone services
     for kind, what in (("stt", "STT"), ("tts", "TTS"), ("handle", "Handle/conversation")):
         add(
@@ -249,7 +284,16 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         no_speech_timeout=ns.no_speech_timeout,
         max_speech=ns.max_speech,
         preroll=ns.preroll,
+        turn_detector=ns.turn_detector,
+        turn_model=ns.turn_model,
+        turn_silence=ns.turn_silence,
+        turn_max_silence=ns.turn_max_silence,
+        turn_threshold=ns.turn_threshold,
     )
+    if not 0.0 < vad.turn_silence <= vad.turn_max_silence:
+        raise SystemExit("--turn-silence must be more than 0 and at most --turn-max-silence")
+    if not 0.0 < vad.turn_threshold < 1.0:
+        raise SystemExit("--turn-threshold must be between 0 and 1")
     turn = TurnSettings(
         stt_uris=_uris(ns.stt_uri),
         tts_uris=_uris(ns.tts_uri),
@@ -266,6 +310,7 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         tts_name=ns.tts_name,
         handle_name=ns.handle_name,
         log_transcripts=ns.log_transcripts,
+        vad_sensitivity=ns.vad_sensitivity,
     )
     sounds = SoundSettings(
         wake=ns.wake_sound,

@@ -11,7 +11,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from wyoming_core.client import Partial, ServiceTimeout, Transcription, transcribe_stream
+from wyoming_core.client import (
+    Partial,
+    ServiceTimeout,
+    Transcription,
+    VoiceError,
+    describe,
+    transcribe_stream,
+)
 from wyoming_core.logs import transcript_level
 
 from .answer import TEXT_REPLY_BYTES, Answer
@@ -32,6 +39,7 @@ class StandaloneBackend(Backend):
         self._audio: asyncio.Queue[bytes | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timing = Timing()
+        self._stt_ends_turns: dict[str, bool] = {}
 
     async def start(self) -> None:
         await self.services.start()
@@ -104,6 +112,20 @@ class StandaloneBackend(Backend):
         self._task = None  # this task is ending: nothing to cancel
         await self.core.end_turn(error=error, follow_up=follow_up)
 
+    async def _ends_turns(self, uri: str) -> bool:
+        """Whether the STT at `uri` ends turns itself (`describe`, asked once per address)."""
+        if uri not in self._stt_ends_turns:
+            try:
+                info = await describe(uri, timeout=5.0)
+            except VoiceError as err:  # the request itself will fail over; ask again next time
+                _LOGGER.debug("Could not describe the STT at %s: %s", uri, err)
+                return False
+            ends = any(not getattr(p, "requires_external_vad", True) for p in info.asr)
+            if ends:
+                _LOGGER.info("The STT at %s ends turns itself: its transcript ends the request", uri)
+            self._stt_ends_turns[uri] = ends
+        return self._stt_ends_turns[uri]
+
     async def _transcribe(self, audio: asyncio.Queue[bytes | None], timing: Timing) -> str:
         stt_timeout = self.settings.stt_timeout
         # While the user speaks the VAD bounds the turn; once speech is over, the transcript must
@@ -116,16 +138,21 @@ class StandaloneBackend(Backend):
                 yield chunk
             deadline.reschedule(loop.time() + stt_timeout)
 
-        def request(uri: str) -> AsyncIterator[Partial | Transcription]:
+        async def request(uri: str) -> AsyncIterator[Partial | Transcription]:
+            # An STT that ends turns itself is asked to (vad_sensitivity) and is waited for.
+            ends_turns = await self._ends_turns(uri)
+            self.service_ends_turns = ends_turns
             # A fresh reader of the queue per instance: one that could not be connected to took nothing.
-            return transcribe_stream(
+            async for item in transcribe_stream(
                 uri,
                 chunks(),
                 MIC_FORMAT,
                 language=self.settings.language,
                 timeout=stt_timeout,
                 max_bytes=TEXT_REPLY_BYTES,
-            )
+                vad_sensitivity=self.settings.vad_sensitivity if ends_turns else None,
+            ):
+                yield item
 
         result: Transcription | None = None
         tried: list[str] = []
@@ -140,6 +167,9 @@ class StandaloneBackend(Backend):
             err = ServiceTimeout(f"no transcript within {stt_timeout:g} s of the end of speech")
             raise self.services.at_fault("asr", tried, err) from None
         timing.transcript = time.monotonic()
+        if result is not None and result.early:
+            # The STT heard the user finish: the request is over now, not after our silence.
+            await self.core.speech_over("the speech-to-text service heard the end of the turn")
         text = result.text if result is not None else ""
         self.core.tell("transcript", text=text)
         # What was said is private: at INFO only with --log-transcripts.
