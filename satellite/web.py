@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 from .events import Event
+from .services import Services
 from .state import State
 from .vad import level_dbfs
 
@@ -57,6 +58,7 @@ class StatusPage:
     """Routes added to the --http app before it starts; the satellite is attached once built."""
 
     def __init__(self, host: str, token: str | None, services: dict[str, list[str]]) -> None:
+        # What the satellite was told to use; standalone, the pools' live view replaces it.
         self.token = token or None
         self.loopback = is_loopback(host)
         self.services = services
@@ -89,6 +91,8 @@ class StatusPage:
         entry = {"type": "state", "state": new.name.lower(), "label": new.value, "why": self.sat.sm.why}
         self._history.append({**entry, "at": time.time()})
         self._send({**entry, "at": time.time()})
+        if new is State.WAITING and self._clients:  # a turn is over: which services answered
+            self._send({"type": "services", "services": self._services()})
 
     def _on_event(self, event: Event) -> None:
         if event.kind == "mic":
@@ -154,10 +158,22 @@ class StatusPage:
             "reply": list(self._reply),
             "turns": list(self._turns),
             "history": list(self._history),
-            "services": self.services,
+            "services": self._services(),
             "controls": self._controls_open(),
             **self._settings(),
             "token": self.token is not None,
+        }
+
+    def _services(self) -> dict[str, list[dict[str, object]]]:
+        """Each kind's instances and whether they answer (standalone: the failover pools, with
+        what discovery found); else the addresses the satellite was given."""
+        services = getattr(self.sat.backend, "services", None) if self.sat is not None else None
+        if not isinstance(services, Services):
+            return {kind: [{"uri": uri, "ok": None} for uri in uris] for kind, uris in self.services.items()}
+        names = {"asr": "speech-to-text", "tts": "text-to-speech", "handle": "conversation"}
+        return {
+            names.get(kind, kind): [{"uri": uri, "ok": not pool.is_failed(uri)} for uri in pool.uris()]
+            for kind, pool in services.pools.items()
         }
 
     def _settings(self) -> dict[str, object]:

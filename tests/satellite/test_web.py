@@ -153,6 +153,7 @@ async def test_page_follows_a_real_turn_and_stops_the_reply(
         await asyncio.to_thread(page.wait_text, "reply", "cold water", 180)
         await asyncio.to_thread(page.wait_chart, 1, 120)
         await asyncio.to_thread(page.wait_state, "waiting", 60)
+        await asyncio.to_thread(page.wait_text, "services", f"{stt_service.uri} answering", 30)
 
         # A second one, with a long reply.
         mic.open(2)
