@@ -89,6 +89,7 @@ class Results:
     stop_to_final: list[float] = field(default_factory=list)
     per_speech_second: list[float] = field(default_factory=list)
     errors: dict[str, list[float]] = field(default_factory=lambda: {voice: [] for voice in VOICES})
+    misheard: list[str] = field(default_factory=list)  # "voice: said -> heard"
 
 
 def make_clip(voice: str, sentence: str) -> Clip:
@@ -133,7 +134,10 @@ async def run(uri: str, clip: Clip, results: Results) -> None:
     results.speech_end_to_final.append(final.final_at - speech_end_sent[0])
     results.stop_to_final.append(final.final_at - final.audio_stop_at)
     results.per_speech_second.append((final.final_at - final.audio_stop_at) / clip.speech_seconds)
-    results.errors[clip.voice].append(wer(clip.sentence, final.text))
+    error = wer(clip.sentence, final.text)
+    results.errors[clip.voice].append(error)
+    if error:
+        results.misheard.append(f"{clip.voice}: {clip.sentence!r} -> {final.text!r}")
 
 
 def p90(values: list[float]) -> float:
@@ -216,6 +220,10 @@ async def main() -> None:
         for service in services.values():
             service.stop()
 
+    for who, result in results.items():  # what the word error rates are made of
+        print(f"Misheard by {who}: {len(result.misheard)} of {len(clips)}")
+        for line in result.misheard:
+            print(f"  {line}")
     figures = figures_of("ours", results["ours"], results[PEER]) + figures_of(PEER, results[PEER], None)
     figures += [
         Figure("commands x voices", len(clips), ""),
