@@ -24,7 +24,7 @@ from typing import Any
 
 from wyoming.audio import AudioChunk
 
-from wyoming_core import client
+from wyoming_core import client, readiness
 from wyoming_core.audio import AudioFormat, read_wav
 from wyoming_core.client import Partial, Reply, Speech, Transcription
 
@@ -236,18 +236,20 @@ class VoiceClient:
         return Turn(transcription, reply, speech)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until one instance of each service answers `describe` (e.g. right after starting them)."""
+        """Wait until one instance of each service is ready (e.g. right after starting them): it
+        answers `describe` and is loading nothing (`wyoming_core.readiness.is_ready`)."""
         async with asyncio.timeout(timeout):
             for pool in (self.stt, self.tts, self.handle):
-                while not await _any_answers(pool.uris()):  # noqa: ASYNC110 - polling other processes
+                while not await _any_ready(pool.uris()):  # noqa: ASYNC110 - polling other processes
                     await asyncio.sleep(0.25)
 
 
-async def _any_answers(uris: list[str]) -> bool:
+async def _any_ready(uris: list[str]) -> bool:
     for uri in uris:
         try:
-            await client.describe(uri, timeout=2.0)
+            info = await client.describe(uri, timeout=2.0)
         except client.VoiceError:
             continue
-        return True
+        if readiness.is_ready(info):
+            return True
     return False

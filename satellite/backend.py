@@ -34,16 +34,26 @@ class Core(Protocol):
     def idle(self, why: str) -> None:
         """Back to waiting for the wake word, or paused when nobody asks for audio."""
 
-    async def speech_over(self, why: str) -> None:
-        """The backend's service heard the request end (the STT's early transcript): the
-        request is over now, as if the VAD had heard it end (no-op once it has)."""
-
     def tell(self, kind: str, **data: object) -> None:
         """What the turn heard or answered (transcript, sentence, timing), for whoever watches
         (the status page: satellite/events.py); nothing happens when nobody does."""
 
-    async def end_turn(self, *, error: bool = False, follow_up: bool = False) -> None:
-        """The turn is over, whatever happened: its sound, then waiting or a follow-up."""
+    async def speech_over(self, why: str) -> None:
+        """The backend's service heard the request end (the STT's early transcript): the
+        request is over now, as if the VAD had heard it end (no-op once it has)."""
+
+    async def end_turn(
+        self,
+        *,
+        error: bool = False,
+        follow_up: bool = False,
+        transcript: str | None = None,
+        reply: str | None = None,
+        problem: str | None = None,
+    ) -> None:
+        """The turn is over, whatever happened: its sound, then waiting or a follow-up. What was
+        heard and answered (None: the turn did not get that far) and what failed go to the
+        turn report (`--turn-report`)."""
 
 
 class Backend(ABC):

@@ -20,6 +20,7 @@ from .endpointing import TurnSegmenter, segmenter_factory
 from .events import Events
 from .listen import Analysis, Listener, Preroll
 from .recording import TurnRecorder
+from .report import TurnReport, TurnResult
 from .settings import SatelliteSettings
 from .sounds import Sounds
 from .state import State, StateMachine
@@ -55,6 +56,7 @@ class Satellite:
         self.recorder = TurnRecorder(settings.debug_recording_dir)
         self.events = Events()  # watched by the status page (satellite/web.py)
         self.muted = False  # the status page's mute: the satellite hears silence
+        self.report = TurnReport(settings.turn_report)
         self.turns = 0
         self.finished = asyncio.Event()
         self._segmenter: TurnSegmenter | None = None
@@ -223,6 +225,7 @@ class Satellite:
         await self.backend.barge_in()
         await self.recorder.finish("interrupted")
         self.turns += 1
+        await self.report.add(TurnResult(self.turns, "interrupted"))
         if wake_word is not None:
             await self.wake_up(wake_word)
         else:
@@ -238,7 +241,16 @@ class Satellite:
             end = starts + len(pcm) / self.player.format.bytes_per_second + _OWN_SOUND_TAIL
             self._own_sound_until = max(self._own_sound_until, end)
 
-    async def end_turn(self, *, error: bool = False, follow_up: bool = False, label: str = "turn") -> None:
+    async def end_turn(
+        self,
+        *,
+        error: bool = False,
+        follow_up: bool = False,
+        transcript: str | None = None,
+        reply: str | None = None,
+        problem: str | None = None,
+        label: str = "turn",
+    ) -> None:
         """Called by the backend (or the VAD timeout) when a turn is over, whatever happened."""
         self._segmenter = None
         self.play_sound("error" if error else "done")
@@ -252,6 +264,8 @@ class Satellite:
             self.sm.go(State.FOLLOW_UP, "the answer was a question")
         else:
             self.sm.go(State.WAITING, "turn over" if not error else "turn failed")
+        outcome = "failed" if error else "no-speech" if label == "no-speech" else "answered"
+        await self.report.add(TurnResult(self.turns, outcome, transcript, reply, problem))
         limit = self.settings.exit_after_turns
         if limit and self.turns >= limit and self._finish_task is None:
             self._finish_task = asyncio.create_task(self._finish())

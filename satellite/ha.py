@@ -39,6 +39,7 @@ from wyoming_core.errors import AUDIO_TOO_LONG as TOO_LONG
 from wyoming_core.errors import SATELLITE_IN_USE
 from wyoming_core.errors import UNSUPPORTED_AUDIO_FORMAT as BAD_AUDIO
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
+from wyoming_core.logs import transcript_level
 from wyoming_core.protocol import Limits
 
 from .backend import Backend
@@ -143,6 +144,7 @@ class HaBackend(Backend):
         self._turn = 0  # increases per pipeline run; stale `played` waits check it
         self._in_turn = False
         self._reply_text = ""
+        self._transcript: str | None = None  # what HA heard in this turn, for the turn report
         self._tts_open = False  # between audio-start and audio-stop from HA
         self._discard = False  # drop the rest of an interrupted reply stream
         self._refused = False  # the rest of this reply stream is dropped (bad format, too long)
@@ -180,6 +182,7 @@ class HaBackend(Backend):
         self._turn += 1
         self._in_turn = True
         self._reply_text = ""
+        self._transcript = None
         if wake_word is not None:
             # HA looks up the phrase of this name in our info.wake (to tell two satellites apart).
             await self._send(Detection(name=wake_word).event())
@@ -243,14 +246,22 @@ class HaBackend(Backend):
     async def _give_up(self, turn: int) -> None:
         if turn == self._turn and self._in_turn:
             _LOGGER.error("Home Assistant did not finish the pipeline in time; giving up on this turn")
-            await self._finish_turn(error=True)
+            await self._finish_turn(error=True, problem="Home Assistant did not finish the pipeline in time")
 
-    async def _finish_turn(self, *, error: bool = False, follow_up: bool = False) -> None:
+    async def _finish_turn(
+        self, *, error: bool = False, follow_up: bool = False, problem: str | None = None
+    ) -> None:
         await self._stop_streaming()
         self._disarm_watchdog()
         if self._in_turn:
             self._in_turn = False
-            await self.core.end_turn(error=error, follow_up=follow_up)
+            await self.core.end_turn(
+                error=error,
+                follow_up=follow_up,
+                transcript=self._transcript,
+                reply=self._reply_text or None,
+                problem=problem,
+            )
 
     # -- HA -> satellite ----------------------------------------------------------------------
 
@@ -300,7 +311,7 @@ class HaBackend(Backend):
         if self._in_turn:
             _LOGGER.info("Ending the turn: %s", why)
             self._in_turn = False
-            await self.core.end_turn(error=True)
+            await self.core.end_turn(error=True, transcript=self._transcript, problem=why)
         else:
             self.core.idle(why)
 
@@ -319,7 +330,11 @@ class HaBackend(Backend):
         await self._ha_ended_speech(conn, "Home Assistant heard the end of speech")
 
     async def on_transcript(self, conn: HaConnection, event: Event) -> None:
-        _LOGGER.info("Transcript: %r", Transcript.from_event(event).text)
+        text = Transcript.from_event(event).text
+        # What was said is private: at INFO only with --log-transcripts.
+        _LOGGER.log(transcript_level(self.settings.turn.log_transcripts), "Transcript: %r", text)
+        if self._in_turn:
+            self._transcript = text
         self.core.tell("transcript", text=Transcript.from_event(event).text)  # the status page
         await self._ha_ended_speech(conn, "transcript")
 
@@ -331,7 +346,7 @@ class HaBackend(Backend):
     async def on_synthesize(self, conn: HaConnection, event: Event) -> None:
         if self._in_turn:
             self._reply_text = Synthesize.from_event(event).text
-            _LOGGER.info("Reply: %r", self._reply_text)
+            _LOGGER.log(transcript_level(self.settings.turn.log_transcripts), "Reply: %r", self._reply_text)
         if self._in_turn:
             self.core.tell("sentence", text=self._reply_text)  # the status page
 
@@ -410,7 +425,9 @@ class HaBackend(Backend):
             return  # interrupted by a barge-in: the new turn owns the state
         await conn.send(Played().event())
         if in_turn and turn == self._turn:
-            await self._finish_turn(error=cut, follow_up=not cut and self._reply_text.rstrip().endswith("?"))
+            follow_up = not cut and self._reply_text.rstrip().endswith("?")
+            problem = "the reply audio could not all be played" if cut else None
+            await self._finish_turn(error=cut, follow_up=follow_up, problem=problem)
         elif not in_turn and self.core.state is State.SPEAKING:
             self.core.idle("announcement played")
 
@@ -418,7 +435,7 @@ class HaBackend(Backend):
         error = Error.from_event(event)
         _LOGGER.error("Home Assistant reports an error: %s (%s)", error.text, error.code)
         if self._in_turn:
-            await self._finish_turn(error=True)
+            await self._finish_turn(error=True, problem=f"Home Assistant: {error.text} ({error.code})")
 
     async def on_timer_started(self, conn: HaConnection, event: Event) -> None:
         started = TimerStarted.from_event(event)

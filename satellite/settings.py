@@ -115,6 +115,7 @@ class SatelliteSettings:
     barge_in: BargeInSettings = BargeInSettings()
     debug_recording_dir: Path | None = None
     exit_after_turns: int = 0  # 0: run forever
+    turn_report: Path | None = None  # each turn's result as a JSON line (satellite.report)
     debug: bool = False
 
     @property
@@ -253,6 +254,14 @@ def build_parser() -> EnvArgs:
     # Misc
     add("--debug-recording-dir", type=Path, default=None, help="Save what the mic heard per turn (WAV)")
     add("--exit-after-turns", type=int, default=0, help="Exit after this many turns (0: never)")
+    add(
+        "--turn-report",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="Append each turn's result to FILE as a JSON line: turn, outcome (answered, failed, "
+        "no-speech, interrupted), transcript, reply, error (the file is created mode 0600)",
+    )
     add("--log-transcripts", action="store_true", help=LOG_TRANSCRIPTS_HELP)
     return args
 
@@ -333,5 +342,6 @@ def settings_from_args(ns: argparse.Namespace) -> SatelliteSettings:
         barge_in=barge,
         debug_recording_dir=ns.debug_recording_dir,
         exit_after_turns=ns.exit_after_turns,
+        turn_report=ns.turn_report,
         debug=ns.debug,
     )

@@ -84,11 +84,12 @@ class StandaloneBackend(Backend):
     # -- the turn ---------------------------------------------------------------------------
 
     async def _turn(self, audio: asyncio.Queue[bytes | None], timing: Timing) -> None:
+        text: str | None = None
         try:
             text = await self._transcribe(audio, timing)
             if not text.strip():
                 _LOGGER.info("Heard nothing to answer")
-                await self._end(follow_up=False)
+                await self._end(transcript=text)
                 return
             answer = Answer(text, self.conversation_id, self.settings, self.services, self.core, timing)
             reply = await answer.run()
@@ -98,19 +99,30 @@ class StandaloneBackend(Backend):
                 await player.wait_done(timeout=player.max_queued_seconds + 30)
             timing.log()
             self.core.tell("timing", **timing.stages())
-            await self._end(follow_up=reply.rstrip().endswith("?"))
+            await self._end(follow_up=reply.rstrip().endswith("?"), transcript=text, reply=reply)
         except StageError as err:
             _LOGGER.error("%s", err)
-            await self._end(error=True)
+            await self._end(error=True, transcript=text, problem=str(err))
         except asyncio.CancelledError:
             raise
         except Exception:
             _LOGGER.exception("Turn failed")
-            await self._end(error=True)
+            problem = "internal error (the satellite's log says more)"
+            await self._end(error=True, transcript=text, problem=problem)
 
-    async def _end(self, *, error: bool = False, follow_up: bool = False) -> None:
+    async def _end(
+        self,
+        *,
+        error: bool = False,
+        follow_up: bool = False,
+        transcript: str | None = None,
+        reply: str | None = None,
+        problem: str | None = None,
+    ) -> None:
         self._task = None  # this task is ending: nothing to cancel
-        await self.core.end_turn(error=error, follow_up=follow_up)
+        await self.core.end_turn(
+            error=error, follow_up=follow_up, transcript=transcript, reply=reply, problem=problem
+        )
 
     async def _ends_turns(self, uri: str) -> bool:
         """Whether the STT at `uri` ends turns itself (`describe`, asked once per address)."""

@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from discovery.voice import VoiceClient
+from satellite.report import read_turns
 from satellite.soundcard import EXIT_NO_AUDIO_DEVICE
-from wyoming_core.audio import write_wav
+from wyoming_core.audio import duration, read_wav, write_wav
 from wyoming_core.cli import EnvArgs
 from wyoming_core.logs import LOG_TRANSCRIPTS_HELP, setup_logging
 
@@ -238,47 +240,37 @@ async def wav_turn(settings: StackSettings) -> int:
     return 0
 
 
-class SatelliteTurn:
-    """Reads the satellite's log for what it heard and answered (its `Transcript:` and `Reply:` lines,
-    which it logs at INFO only with --log-transcripts: `satellite_wav_turn` passes it)."""
-
-    _LINE = re.compile(r"\b(Transcript|Reply): (['\"])(.*)\2\s*$")
-
-    def __init__(self) -> None:
-        self.transcript = ""
-        self.answer = ""
-
-    def on_line(self, label: str, line: str) -> None:
-        if label != "satellite":
-            return
-        match = self._LINE.search(line)
-        if match is None:
-            return
-        if match.group(1) == "Transcript":
-            self.transcript = match.group(3)
-        else:
-            self.answer = match.group(3)
-
-
-async def satellite_wav_turn(settings: StackSettings, group: ProcessGroup, heard: SatelliteTurn) -> int:
+async def satellite_wav_turn(settings: StackSettings, group: ProcessGroup) -> int:
+    """The WAV as the satellite's microphone, one turn; what it heard and answered comes back as
+    data (its `--turn-report`, a JSON line), not from its log."""
     assert settings.wav is not None and settings.reply_wav is not None
-    extra = ("--mic-file", str(settings.wav), "--snd-file", str(settings.reply_wav))
-    # --log-transcripts: what it heard and answered is read from its log (SatelliteTurn).
-    once = ("--no-sounds", "--follow-up", "0", "--exit-after-turns", "1", "--log-transcripts")
-    await group.start(satellite_program(settings, (*extra, *once)))
-    code = await group.wait("satellite")
+    # A private directory: the report holds what was said.
+    folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="stack-turn-"))
+    try:
+        report = folder / "turn.jsonl"
+        extra = ("--mic-file", str(settings.wav), "--snd-file", str(settings.reply_wav))
+        once = ("--no-sounds", "--follow-up", "0", "--exit-after-turns", "1", "--turn-report", str(report))
+        await group.start(satellite_program(settings, (*extra, *once)))
+        code = await group.wait("satellite")
+        turns = await asyncio.to_thread(read_turns, report)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
     seconds = 0.0
     if settings.reply_wav.exists():
-        from wyoming_core.audio import duration, read_wav
-
-        seconds = duration(*read_wav(settings.reply_wav))
-    _report(heard.transcript, heard.answer, settings.reply_wav, seconds)
+        seconds = duration(*await asyncio.to_thread(read_wav, settings.reply_wav))
+    if not turns:
+        _LOGGER.error("The satellite ended without a turn (exit code %s); its lines above say why", code)
+        return code or 1
+    turn = turns[-1]
+    _report(turn.transcript or "", turn.reply or "", settings.reply_wav, seconds)
+    if turn.outcome != "answered":
+        _LOGGER.error("The satellite's turn did not go through (%s): %s", turn.outcome, turn.error or "-")
+        return 1
     return code
 
 
 async def main(settings: StackSettings) -> int:
-    heard = SatelliteTurn()
-    group = ProcessGroup(on_line=heard.on_line)
+    group = ProcessGroup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -310,11 +302,11 @@ async def main(settings: StackSettings) -> int:
         if not_ours is not None:
             _LOGGER.error("%s", not_ours)
             return 1
-        _LOGGER.info("STT, TTS and conversation are answering")
+        _LOGGER.info("STT, TTS and conversation are answering, their models loaded")
 
         if settings.wav is not None:
             via = settings.via_satellite
-            turn = satellite_wav_turn(settings, group, heard) if via else wav_turn(settings)
+            turn = satellite_wav_turn(settings, group) if via else wav_turn(settings)
             job: asyncio.Future[int] | None = asyncio.ensure_future(
                 asyncio.wait_for(turn, settings.turn_timeout)
             )

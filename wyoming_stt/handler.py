@@ -20,6 +20,7 @@ from wyoming_core.errors import MODEL_UNAVAILABLE, OUT_OF_ORDER, OVERLOADED, UNS
 from wyoming_core.errors import UNSUPPORTED_AUDIO_FORMAT as BAD_AUDIO
 from wyoming_core.handler import INTERNAL_ERROR, ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
+from wyoming_core.readiness import described
 from wyoming_core.workers import Priority
 
 from . import __version__
@@ -62,7 +63,12 @@ def build_info(
                 models=[
                     AsrModel(
                         name=settings.model,
-                        description=f"Whisper {settings.model} ({engine.resolved.source})",
+                        # Until the model is loaded, describe says so (wyoming_core.readiness).
+                        description=described(
+                            f"Whisper {settings.model} ({engine.resolved.source})",
+                            loading=not engine.is_loaded and engine.error is None,
+                            failed=engine.error is not None,
+                        ),
                         attribution=whisper,
                         installed=True,
                         version=faster_whisper.__version__,

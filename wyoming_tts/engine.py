@@ -243,6 +243,18 @@ class VoiceCache:
     def loaded(self) -> list[str]:
         return [key.split("@", 1)[0] for key, task in self._voices.items() if task.done()]
 
+    def loading(self) -> list[str]:
+        """Voices being loaded right now (describe says so: wyoming_core.readiness)."""
+        return [key.split("@", 1)[0] for key, task in self._voices.items() if not task.done()]
+
+    def failed(self) -> list[str]:
+        """Voices whose last load failed (the next request for one tries again)."""
+        return [
+            key.split("@", 1)[0]
+            for key, task in self._voices.items()
+            if task.done() and not task.cancelled() and task.exception() is not None
+        ]
+
     def has(self, name: str) -> bool:
         """Whether the voice `name` is loaded (not loading, not failed)."""
         return any(

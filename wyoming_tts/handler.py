@@ -6,7 +6,7 @@ import asyncio
 import functools
 import importlib.metadata
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -26,6 +26,7 @@ from wyoming_core.errors import (
 )
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
+from wyoming_core.readiness import described
 
 from . import __version__
 from .download import Downloader, DownloadError
@@ -51,7 +52,9 @@ def _piper_version() -> str | None:
         return None
 
 
-def build_info(voices: Mapping[str, VoiceEntry]) -> Info:
+def build_info(
+    voices: Mapping[str, VoiceEntry], loading: Collection[str] = (), failed: Collection[str] = ()
+) -> Info:
     """Built from the catalogue (files only), never from a loaded model: describe is instant."""
     piper_version = _piper_version()
     return Info(
@@ -65,7 +68,12 @@ def build_info(voices: Mapping[str, VoiceEntry]) -> Info:
                 voices=[
                     TtsVoice(
                         name=voice.name,
-                        description=voice.description,
+                        # A voice being loaded, or that failed to, says so (wyoming_core.readiness).
+                        description=described(
+                            voice.description,
+                            loading=voice.name in loading,
+                            failed=voice.name in failed and voice.name not in loading,
+                        ),
                         attribution=_PIPER_VOICES,
                         installed=True,
                         version=voice.piper_version or piper_version,
@@ -143,7 +151,8 @@ class TtsHandler(ConnectionHandler):
         super().__init__(reader, writer, limits)
 
     def info(self) -> Info:
-        return build_info(self.context.catalogue.voices())
+        cache = self.context.cache
+        return build_info(self.context.catalogue.voices(), cache.loading(), cache.failed())
 
     def busy(self) -> bool:
         # A reply queued behind others or being synthesized keeps the idle timeout away.

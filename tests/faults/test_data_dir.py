@@ -172,7 +172,7 @@ async def test_tts_with_a_read_only_data_dir_still_speaks(tmpfs: Mount) -> None:
     service = ServiceProcess("wyoming_tts", "--data-dir", str(data_dir)).start()
     try:
         service.wait_listening()
-        await service.wait_ready(marker="Voice en_US-joe-medium is ready")
+        await service.wait_ready()
         await tts_work(service.uri)
     finally:
         service.stop()

@@ -463,7 +463,7 @@ async def test_missing_model_is_reported_at_start_up(
         proc = start_llm(other.url, tmp_path)
         service_factory.append(proc)
         await ready(proc)
-        await proc.wait_ready(timeout=60, marker="the model llama3.2 is not pulled")
+        await proc.wait_log("the model llama3.2 is not pulled", timeout=60)
         info = await describe(proc.uri)
         assert not info.handle[0].models[0].installed
 

@@ -87,7 +87,7 @@ async def start_satellite(tmp_path: Path) -> AsyncIterator[Start]:
         )
         started.append(service.start())
         service.wait_listening(timeout=120)
-        await service.wait_ready(marker="is ready")
+        await service.wait_ready()
         await wait_for(lambda: snd.exists() and snd.stat().st_size > WAV_HEADER, 30, "the speaker file")
         return Satellite(service, snd)
 

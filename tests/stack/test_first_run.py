@@ -151,8 +151,8 @@ async def test_without_ollama_the_log_gives_the_exact_fix(
     ).start()
     service_factory.append(llm)
     llm.wait_listening(timeout=60)
-    await llm.wait_ready(timeout=60, marker="At start-up")
-    await llm.wait_ready(timeout=10, marker="--ollama-url")  # the whole line is written
+    await llm.wait_log("At start-up", timeout=60)
+    await llm.wait_log("--ollama-url", timeout=10)  # the whole line is written
     line = next(line for line in llm.log().splitlines() if "At start-up" in line)
     for step in ("https://ollama.com/download", "ollama pull llama3.2", "ollama serve", "--ollama-url"):
         assert step in line, line

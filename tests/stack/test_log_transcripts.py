@@ -1,5 +1,5 @@
-"""The stack passes --log-transcripts on, and always to the satellite whose log it reads for
---via-satellite (issue 13, item 8)."""
+"""The stack passes --log-transcripts on (issue 13, item 8); without it no child logs what was
+said, the satellite of --via-satellite included (its turn comes back through --turn-report)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from wyoming_core import readiness
+from wyoming_core.client import VoiceError, describe
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -60,15 +63,42 @@ class ServiceProcess:
                 time.sleep(0.05)
         raise TimeoutError(f"{self.module} did not listen within {timeout} s:\n{self.log()}")
 
-    async def wait_ready(self, timeout: float = 120.0, marker: str = "is ready") -> None:
-        """Wait for the log line that says the model is loaded."""
+    async def wait_ready(self, timeout: float = 120.0, marker: str | None = None) -> None:
+        """Wait until `describe` says the service is ready: it answers and loads nothing any more
+        (wyoming_core.readiness: a model or voice being loaded says `[loading]`).
+
+        `marker`: wait for that log line instead. Only for what describe cannot tell: the
+        conversation service's model being warm (`is loaded and warm`).
+        """
+        if marker is not None:
+            await self.wait_log(marker, timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_running()
+            try:
+                info = await describe(self.uri, timeout=2.0)
+            except VoiceError:
+                pass
+            else:
+                if readiness.is_ready(info):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.module} not ready within {timeout} s:\n{self.log()}")
+            await asyncio.sleep(0.1)
+
+    async def wait_log(self, marker: str, timeout: float = 120.0) -> None:
+        """Wait for a log line containing `marker`."""
         deadline = time.monotonic() + timeout
         while marker not in self.log():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.module} not ready within {timeout} s:\n{self.log()}")
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.module} exited:\n{self.log()}")
+                raise TimeoutError(f"no {marker!r} from {self.module} within {timeout} s:\n{self.log()}")
+            self._check_running()
             await asyncio.sleep(0.1)
+
+    def _check_running(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.module} exited:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
