@@ -124,6 +124,19 @@ def _required_words(template: str) -> bool:
     return bool(re.search(r"<\w|\w", required))
 
 
+# A device or area name never starts with these: "Are the lights on?" is a question, not
+# "turn on the lights in the area called 'Are the'".
+_QUESTION_WORDS = frozenset(
+    {"are", "is", "am", "was", "were", "what", "whats", "how", "why", "where", "when", "who"}
+    | {"which", "do", "does", "did", "will", "would", "should", "could", "can", "have", "has"}
+)
+
+
+def _asks(text: str) -> bool:
+    words = text.lower().replace("'", "").split()
+    return bool(words) and words[0] in _QUESTION_WORDS
+
+
 # The slots a command may fill with words no list knows (the device and where it is).
 OPEN_SLOTS = frozenset({"name", "area", "floor", "domain", "device_class"})
 
@@ -147,6 +160,9 @@ def guess_action(text: str, data: LanguageData) -> ActionGuess | None:
         if result.intent.name not in ACTION_INTENTS or not _required_words(sentence or ""):
             continue
         if set(result.unmatched_entities) - OPEN_SLOTS:  # "to me" is no colour or brightness
+            continue
+        heard = [*result.unmatched_entities.values(), *result.entities.values()]
+        if any(_asks(getattr(value, "text", "") or "") for value in heard):
             continue
         if best is None or result.text_chunks_matched > best.text_chunks_matched:
             best = result

@@ -30,6 +30,8 @@ CONVERSATION = [
     "What is the capital of France?",
     "Good morning!",
     "Start over.",
+    "Are the lights on?",
+    "Is the kitchen light on?",
 ]
 
 
