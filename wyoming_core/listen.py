@@ -38,7 +38,14 @@ async def tcp_listeners(host: str, port: int) -> list[socket.socket]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as err:
+                # Said as asyncio says it, so the one-line message can name the port.
+                where = f"({address[0]!r}, {address[1]})"
+                raise OSError(
+                    err.errno, f"error while attempting to bind on address {where}: {err.strerror}"
+                ) from None
             sock.listen(BACKLOG)
             sock.setblocking(False)
     except BaseException:
