@@ -35,6 +35,9 @@ _DETECTOR_BYTES = 8 * MIC_FORMAT.bytes_per_second  # what Smart Turn hears: the 
 # The STT ends a turn after its own longest silence; the satellite waits a little longer, so
 # the transcript (decoded during the silence) comes first.
 _BACKSTOP_MARGIN = 0.4
+# Speech the detector must have heard before it may end a request: the tail of the wake word
+# after its detection is less, so "Hey Jarvis, ... what time is it" is not ended at the comma.
+_MIN_REQUEST_SPEECH = 0.5
 
 
 @dataclass
@@ -74,6 +77,8 @@ class TurnSegmenter(Segmenter):
 
     def _finished_sounding(self) -> bool:
         if self.detector is None or self._silence < self.settings.turn_silence:
+            return False
+        if self._speech_seconds < _MIN_REQUEST_SPEECH:
             return False
         if self._asked is None:
             self._asked = self.detector.ask(bytes(self._recent))

@@ -40,6 +40,8 @@ class StandaloneBackend(Backend):
         self._task: asyncio.Task[None] | None = None
         self._timing = Timing()
         self._stt_ends_turns: dict[str, bool] = {}
+        # Seconds of wake word audio (the pre-roll) the request's audio begins with.
+        self._request_start = 0.0
 
     async def start(self) -> None:
         await self.services.start()
@@ -53,6 +55,8 @@ class StandaloneBackend(Backend):
         self._audio = asyncio.Queue()
         if preroll:
             self._audio.put_nowait(preroll)
+        # Woken by the wake word: the pre-roll holds it (a follow-up's holds the request itself).
+        self._request_start = len(preroll) / MIC_FORMAT.bytes_per_second if wake_word is not None else 0.0
         self._timing = Timing()
         self._task = asyncio.create_task(self._turn(self._audio, self._timing), name="turn")
 
@@ -163,6 +167,8 @@ class StandaloneBackend(Backend):
                 timeout=stt_timeout,
                 max_bytes=TEXT_REPLY_BYTES,
                 vad_sensitivity=self.settings.vad_sensitivity if ends_turns else None,
+                # A pause after "Hey Jarvis" is not the end of the request.
+                context={"request_starts_at": round(self._request_start, 3)} if ends_turns else None,
             ):
                 yield item
 

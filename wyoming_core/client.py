@@ -255,14 +255,17 @@ async def transcribe_stream(
     timeout: float = 60.0,
     max_bytes: int | None = None,
     vad_sensitivity: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> AsyncIterator[Partial | Transcription]:
     """Send audio as it comes; yield `Partial`s, then the final `Transcription`.
 
     With `vad_sensitivity` ("default", "aggressive", "relaxed") the service is asked to tell
     the end of the turn itself: a transcript that comes before `audio` is over ends the
-    request at once (audio-stop; the rest of `audio` is not read), `Transcription.early`."""
+    request at once (audio-stop; the rest of `audio` is not read), `Transcription.early`.
+    `context` goes with the request (our STT reads `request_starts_at`: seconds of wake word
+    audio at the start, before which a pause ends nothing)."""
     async with Connection(uri, timeout, max_bytes=max_bytes) as conn:
-        await conn.send(Transcribe(language=language, vad_sensitivity=vad_sensitivity))
+        await conn.send(Transcribe(language=language, vad_sensitivity=vad_sensitivity, context=context))
         await conn.send(AudioStart(rate=fmt.rate, width=fmt.width, channels=fmt.channels))
         audio_stop_at = 0.0
 

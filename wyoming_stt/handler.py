@@ -84,6 +84,15 @@ def build_info(
     )
 
 
+def _request_start(context: object) -> float:
+    """`context.request_starts_at`: seconds of the client's wake word audio before the request
+    (our satellite sends it); anything else: 0."""
+    value = context.get("request_starts_at") if isinstance(context, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 60.0:
+        return float(value)
+    return 0.0
+
+
 def normalize_language(language: str | None, supported: list[str]) -> str | None:
     """'en-US' -> 'en'; None/'auto' -> None (detect). Raises for unsupported ones."""
     if language is None or language.strip().lower() in ("", "auto"):
@@ -117,6 +126,7 @@ class SttHandler(ConnectionHandler):
         self.turn = turn
         # The request's vad_sensitivity: set, the service ends the turn (early transcript).
         self._sensitivity: str | None = None
+        self._request_start = 0.0
         self.metrics = metrics
         self.engines = engines
         self.engine = engines.final
@@ -162,6 +172,7 @@ class SttHandler(ConnectionHandler):
         self._language = normalize_language(request.language, self.engine.languages) or self.settings.language
         wanted = request.vad_sensitivity
         self._sensitivity = None if wanted is None else str(getattr(wanted, "value", wanted))
+        self._request_start = _request_start(request.context)
         return True
 
     async def _on_audio_start(self, event: Event) -> bool:
@@ -185,7 +196,7 @@ class SttHandler(ConnectionHandler):
         """The service ends this turn itself when asked (vad_sensitivity) or always (--early-transcript)."""
         if self.turn is None or (self._sensitivity is None and not self.settings.early_transcript):
             return None
-        return self.turn.watch(self._sensitivity)
+        return self.turn.watch(self._sensitivity, self._request_start)
 
     def _admit(self) -> None:
         """Refuse a new request at once while the decode queue is too long: the client (or its
@@ -231,6 +242,7 @@ class SttHandler(ConnectionHandler):
         self._finishing = (session, asyncio.create_task(self._finish(session, self.metrics.transcription())))
         self._language = self.settings.language
         self._sensitivity = None
+        self._request_start = 0.0
         return True
 
     async def _finish(self, session: TranscriptionSession, timer: TranscriptTimer) -> None:

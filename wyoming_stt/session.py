@@ -22,7 +22,7 @@ from wyoming_core.audio import STT_RATE, AudioFormat, StreamConverter, duration,
 from wyoming_core.logs import clip, transcript_level
 from wyoming_core.workers import Priority, Shed, Ticket
 
-from .endpoint import AudioWorkers, Endpointer
+from .endpoint import FRAME_SECONDS, AudioWorkers, Endpointer
 from .engine import Decoded, Engines
 from .settings import SttSettings
 from .turn import TurnWatch
@@ -152,6 +152,11 @@ class TranscriptionSession:
             self._turn.on_audio(heard, self._endpoint.silence_seconds, self._recent_audio)
         self._maybe_send_early()
 
+    def _speech_end(self) -> float:
+        """Seconds into the audio where the speech so far ends."""
+        last = self._endpoint.last_speech
+        return (last + 1) * FRAME_SECONDS if last is not None else 0.0
+
     def _recent_audio(self) -> bytes:
         """What the turn detector hears: the last 8 s, the silence since the speech included."""
         return bytes(self._audio[-8 * _BYTES_PER_SECOND :])
@@ -222,6 +227,7 @@ class TranscriptionSession:
                 final.task.result().text,
                 self._language(),
                 final.task.result().confidence,
+                self._speech_end(),
             )
         ):
             return

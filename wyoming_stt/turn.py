@@ -45,6 +45,9 @@ _DANGLING = frozenset(
 _WAITING_FOR_OBJECT = frozenset(("tell", "show", "give", "remind", "let", "help", "get", "find", "send"))
 _OBJECTS = frozenset(("me", "us", "him", "her", "them"))
 _WORD = re.compile(r"[\w']+")
+# The wake word may end a little after the client's start of the request (it is detected up
+# to a few hundred ms after it was said): speech up to this much later is still the wake word.
+_AFTER_WAKE = 0.3
 # Whisper writes a trailing-off voice as "..." or a cut word as "-".
 _TRAILING_OFF = ("...", "…", "-", "—", ",", ";", ":")
 
@@ -103,6 +106,9 @@ class TurnPolicy:
 
     limits: TurnLimits
     detector: bool  # a turn detector runs (else only the words and the long silence count)
+    # Seconds into the audio where the request proper begins (the client's wake word is
+    # before it): a pause before anything was said after it ends nothing early.
+    request_start: float = 0.0
     # Probability the detector gave for the current pause (None: not asked / not back yet).
     probability: float | None = None
     asked: bool = False
@@ -116,14 +122,24 @@ class TurnPolicy:
     def wants_evaluation(self, silence: float) -> bool:
         return self.detector and not self.asked and silence >= self.limits.short_silence
 
-    def ended(self, silence: float, text: str | None, language: str | None, confidence: float = 0.0) -> bool:
+    def ended(
+        self,
+        silence: float,
+        text: str | None,
+        language: str | None,
+        confidence: float = 0.0,
+        last_speech_at: float | None = None,
+    ) -> bool:
         """Whether the turn is over after `silence` s of quiet; `text` is the final decode of
-        the speech so far (None: not decoded yet), `confidence` how sure Whisper was of it."""
+        the speech so far (None: not decoded yet), `confidence` how sure Whisper was of it,
+        `last_speech_at` seconds into the audio where the speech so far ends."""
         if silence >= self.limits.long_silence:
             self.reason = "silence"
             return True
         if silence < self.limits.short_silence or text is None:
             return False
+        if last_speech_at is not None and last_speech_at <= self.request_start + _AFTER_WAKE:
+            return False  # "Hey Jarvis, ...": only the wake word has been said
         if not words_sound_finished(text, language) or confidence < self.limits.min_confidence:
             return False
         if not self.detector:
@@ -175,9 +191,10 @@ class TurnService:
         self.evaluations += 1
         return await self._pool.run(self.detector.complete_probability, pcm16)
 
-    def watch(self, sensitivity: VadSensitivity | str | None) -> TurnWatch:
+    def watch(self, sensitivity: VadSensitivity | str | None, request_start: float = 0.0) -> TurnWatch:
+        """One request's watch; `request_start`: seconds of wake word audio before the request."""
         limits = self.limits if self.detector is not None else self.silence_only
-        return TurnWatch(self, limits.for_sensitivity(sensitivity))
+        return TurnWatch(self, limits.for_sensitivity(sensitivity), request_start)
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -186,9 +203,9 @@ class TurnService:
 class TurnWatch:
     """One request: asks the detector once per pause, and says when the turn is over."""
 
-    def __init__(self, service: TurnService, limits: TurnLimits) -> None:
+    def __init__(self, service: TurnService, limits: TurnLimits, request_start: float = 0.0) -> None:
         self.service = service
-        self.policy = TurnPolicy(limits, detector=service.detector is not None)
+        self.policy = TurnPolicy(limits, service.detector is not None, request_start)
         # Called when the detector's answer is in (the session then looks again).
         self.on_change: Callable[[], None] = lambda: None
         self._task: asyncio.Task[None] | None = None
@@ -216,8 +233,10 @@ class TurnWatch:
         _LOGGER.debug("Turn detector: %.2f that the user has finished", probability)
         self.on_change()
 
-    def ended(self, silence: float, text: str, language: str | None, confidence: float) -> bool:
-        return self.policy.ended(silence, text, language, confidence)
+    def ended(
+        self, silence: float, text: str, language: str | None, confidence: float, last_speech_at: float
+    ) -> bool:
+        return self.policy.ended(silence, text, language, confidence, last_speech_at)
 
     def _cancel(self) -> None:
         if self._task is not None and not self._task.done():

@@ -127,5 +127,13 @@ def test_who_ends_the_request() -> None:
         early = _end_of_request(TurnSegmenter(plain, detector=local), audio)
         assert early is not None and early - words_end < plain.end_silence, (early, words_end)
         assert local.evaluations == 1
+        # "Hey Jarvis, ... turn on the kitchen lights": the request's audio begins just before
+        # the wake word's end (where it is detected); the pause after it ends nothing.
+        woken = hesitant("Hey Jarvis,", "turn on the kitchen lights.", "piper", 0.7)
+        tail = int((woken.pause_start - 0.15) * MIC.rate) * 2
+        after_wake = woken.audio[tail:] + silence(3.0)
+        ended = _end_of_request(TurnSegmenter(plain, detector=local), after_wake)
+        pause_end = woken.pause_end - tail / MIC.bytes_per_second
+        assert ended is not None and ended > pause_end, (ended, pause_end)
     finally:
         local.close()

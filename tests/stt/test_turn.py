@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hesitation import PAUSES, corpus, fluent, speech_16k
+from tests.support.hesitation import PAUSES, corpus, fluent, hesitant, speech_16k
 from tests.support.services import ServiceProcess
 from tests.support.turn_sim import decide
 from tests.support.wer import wer
@@ -113,6 +113,22 @@ async def test_no_turn_ends_inside_a_hesitation(engine: WhisperEngine, detector:
     assert len(excused) <= 1, excused
     # "relaxed" (a client's vad_sensitivity) never ends a turn before the longest pause is over.
     assert TurnLimits().for_sensitivity("relaxed").short_silence > max(PAUSES)
+
+
+async def test_a_pause_after_the_wake_word_is_not_the_end(
+    engine: WhisperEngine, detector: TurnDetector
+) -> None:
+    """ "Hey Jarvis, ... what's the weather": the client says where its wake word ends
+    (`context.request_starts_at`); "Hey Jarvis." reads and sounds finished, but nothing was
+    asked yet."""
+    lead = 0.5
+    for voice in ("piper", "espeak"):
+        item = hesitant("Hey Jarvis,", "what is the weather like tomorrow?", voice, 0.7)
+        audio = _silence(lead) + item.audio + _silence(2.0)
+        # The satellite's pre-roll ends at the wake word's detection, about when it was said.
+        decision = await decide(audio, engine, detector, request_start=lead + item.pause_start)
+        assert decision.ended_at is not None and decision.ended_at > lead + item.pause_end, (voice, decision)
+        assert "weather" in decision.text.lower(), decision
 
 
 async def test_finished_commands_end_on_the_detector(engine: WhisperEngine, detector: TurnDetector) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from wyoming_core.audio import pcm16_to_float
 from wyoming_core.turn_detector import TurnDetector
-from wyoming_stt.endpoint import DetectorPool, Endpointer
+from wyoming_stt.endpoint import FRAME_SECONDS, DetectorPool, Endpointer
 from wyoming_stt.engine import WhisperEngine
 from wyoming_stt.turn import TurnLimits, TurnPolicy
 
@@ -39,10 +39,12 @@ async def decide(
     limits: TurnLimits | None = None,
     endpoint_silence: float = 0.15,
     language: str = "en",
+    request_start: float = 0.0,
 ) -> Decision:
-    """Where in `audio` (16 kHz mono PCM16) the service would end the turn, and why."""
+    """Where in `audio` (16 kHz mono PCM16) the service would end the turn, and why;
+    `request_start` as a client's `context.request_starts_at` (its wake word before it)."""
     endpoint = Endpointer(0.5, endpoint_silence, DetectorPool())
-    policy = TurnPolicy(limits or TurnLimits(), detector=True)
+    policy = TurnPolicy(limits or TurnLimits(), True, request_start)
     heard_audio = bytearray()
     text: str | None = None
     confidence = 0.0
@@ -68,7 +70,9 @@ async def decide(
                 policy.asked = True
                 evaluations += 1
                 policy.probability = detector.complete_probability(bytes(heard_audio[-8 * RATE * 2 :]))
-            if text is not None and policy.ended(silence, text, language, confidence):
+            last = endpoint.last_speech
+            spoken = (last + 1) * FRAME_SECONDS if last is not None else 0.0
+            if text is not None and policy.ended(silence, text, language, confidence, spoken):
                 return Decision(len(heard_audio) / (2 * RATE), policy.reason, text, evaluations)
         return Decision(None, "", text or "", evaluations)
     finally:
