@@ -42,7 +42,7 @@ async def tcp_listeners(host: str, port: int) -> list[socket.socket]:
                 sock.bind(address)
             except OSError as err:
                 # Said as asyncio says it, so the one-line message can name the port.
-                where = f"({address[0]!r}, {address[1]})"
+                where = f"({str(address[0])!r}, {int(address[1])})"
                 raise OSError(
                     err.errno, f"error while attempting to bind on address {where}: {err.strerror}"
                 ) from None
