@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +39,16 @@ class Figure:
         target = f"{self.op} {self.target:g} {self.unit}" if self.target is not None else "-"
         verdict = {True: "pass", False: "FALLS SHORT", None: "info"}[self.passed]
         return f"| {self.name} | {self.value:.3g} {self.unit} | {target} | {verdict} |"
+
+
+def ms(values: Iterable[float]) -> float:
+    """The median of seconds, in milliseconds."""
+    return statistics.median(values) * 1000
+
+
+def p90(values: Iterable[float]) -> float:
+    """The 90th percentile (linear interpolation), in the values' own unit."""
+    return float(np.percentile(list(values), 90))
 
 
 def parser(description: str) -> argparse.ArgumentParser:

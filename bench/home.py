@@ -16,14 +16,13 @@ a CPU model's token rate. Measured on the wall clock both processes share:
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figure, parser, report
+from bench.common import Figure, ms, parser, report
 from tests.ha.harness import Home as TestHome
 from tests.ha.harness import HomeAssistant, ha_ready
 from tests.support.fake_ollama import FakeOllama, ReplyValue, ToolCall, prompt_tokens
@@ -83,10 +82,6 @@ async def model_path(
             raise RuntimeError("the fake model made no tool call")
         model_times.append(call.finished_at - call.received_at)
     return totals, model_times
-
-
-def ms(values: list[float]) -> float:
-    return statistics.median(values) * 1000
 
 
 async def main() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from wyoming.asr import Transcript
 from wyoming.handle import Handled, HandledChunk, HandledStop
 
-from bench.common import Figure, parser, report
+from bench.common import Figure, ms, p90, parser, report
 from tests.support.fake_ollama import FakeOllama
 from tests.support.services import ServiceProcess
 from wyoming_core.client import Connection
@@ -70,15 +69,6 @@ async def ask(uri: str, fake: FakeOllama, conversation: str) -> Sample:
     return Sample(first_chunk, final, sentence_end - chat.received_at)
 
 
-def ms(values: list[float]) -> float:
-    return statistics.median(values) * 1000
-
-
-def p90(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] * 1000
-
-
 async def main() -> None:
     cli = parser(__doc__ or "")
     cli.add_argument("--repeat", type=int, default=20, help="Questions per figure")
@@ -114,7 +104,7 @@ async def main() -> None:
             "model's own time to end of first sentence", ms([s.model_first_sentence for s in single]), "ms"
         ),
         Figure("service overhead to first sentence (median)", ms([s.overhead for s in single]), "ms", 50),
-        Figure("service overhead to first sentence (p90)", p90([s.overhead for s in single]), "ms"),
+        Figure("service overhead to first sentence (p90)", p90([s.overhead * 1000 for s in single]), "ms"),
         Figure(
             "overhead, one conversation with memory (median)", ms([s.overhead for s in remembered]), "ms", 50
         ),

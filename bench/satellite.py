@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Figure, parser, report
+from bench.common import Figure, p90, parser, report
 from satellite.settings import WakeSettings
 from satellite.wake import LocalWake
 from tests.satellite.helpers import (
@@ -99,10 +99,6 @@ class TurnFigures:
 
 def p50(values: list[float]) -> float:
     return float(np.percentile(values, 50))
-
-
-def p90(values: list[float]) -> float:
-    return float(np.percentile(values, 90))
 
 
 def _first_sound_after(speaker: TimedSpeaker, after: float) -> float | None:

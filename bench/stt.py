@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.common import Figure, parser, report
+from bench.common import Figure, p90, parser, report
 from bench.peers import WYOMING_FASTER_WHISPER, PeerProcess
 from tests.support.services import ServiceProcess
 from tests.support.speech import espeak_speech, piper_speech, silence
@@ -138,10 +138,6 @@ async def run(uri: str, clip: Clip, results: Results) -> None:
     results.errors[clip.voice].append(error)
     if error:
         results.misheard.append(f"{clip.voice}: {clip.sentence!r} -> {final.text!r}")
-
-
-def p90(values: list[float]) -> float:
-    return float(np.percentile(values, 90))
 
 
 def figures_of(who: str, results: Results, peer: Results | None) -> list[Figure]:
