@@ -51,6 +51,7 @@ class TurnSegmenter(Segmenter):
     service_ends: Callable[[], bool] = lambda: False
     _recent: bytearray = field(default_factory=bytearray)
     _asked: Future[float] | None = None
+    _reported: Future[float] | None = None
 
     def feed(self, audio_seconds: float, probs: list[float], audio: bytes = b"") -> Segment:
         if self.detector is not None and audio:
@@ -90,7 +91,11 @@ class TurnSegmenter(Segmenter):
         except Exception as err:  # the silence still ends the turn
             _LOGGER.debug("Turn detector failed: %s", err)
             return False
-        return probability >= self.detector.threshold
+        finished = probability >= self.detector.threshold
+        if self._reported is not self._asked:
+            self._reported = self._asked
+            _LOGGER.debug("Turn detector: %.2f that the user has finished", probability)
+        return finished
 
     @property
     def silence(self) -> float:
