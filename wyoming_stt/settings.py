@@ -109,7 +109,7 @@ def build_parser() -> EnvArgs:
         "--turn-model",
         type=Path,
         default=None,
-        help="Smart Turn ONNX file (default: the one in the pipecat-ai package)",
+        help="Smart Turn ONNX file",
         shown_default="pipecat-ai's smart-turn-v3.2-cpu.onnx",
     )
     args.add(
