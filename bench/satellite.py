@@ -10,7 +10,9 @@ one system monotonic clock the processes share:
   echo handle service ("You said ..."), and our conversation service on a fake Ollama (in
   this process) that answers like an echo at a fixed token rate, whose own time to its first
   sentence is its own row. The satellite's split of the turn (its end of speech ->
-  transcript, TTS first chunk, chunk -> sound) is listed as detail;
+  transcript, TTS first chunk, chunk -> sound) is listed as detail. The same in Home
+  Assistant mode (HA 2026.2.3 from scripts/setup-ha.sh runs the pipeline on our services, the
+  conversation service answering like an echo; `--ha` picks the satellite flags per run);
 - barge-in: wake word detection -> playback silent (what was already handed out included),
   from the satellite's own log;
 - wake word CPU per second of audio (microWakeWord, fed faster than real time in-process),
@@ -270,6 +272,12 @@ async def home_assistant(
             service.stop()
 
 
+def _ha_set_up() -> bool:
+    from tests.ha.harness import ha_ready
+
+    return ha_ready(HA_VERSION)
+
+
 def _echo_like(messages: list[dict[str, Any]]) -> str:
     users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
     return f"You said: {users[-1] if users else 'nothing'}"
@@ -382,10 +390,11 @@ async def main() -> None:
     cli.add_argument("--satellite-args", default="", help="More satellite flags")
     cli.add_argument(
         "--ha",
-        default="",
+        default=None,
         metavar="LABEL=FLAGS;...",
-        help="Also time Home Assistant mode (HA 2026.2.3 runs the pipeline), once per "
-        "semicolon-separated run, e.g. 'plain=;detector=--turn-detector smart-turn'",
+        help="Home Assistant mode (HA 2026.2.3 runs the pipeline), once per semicolon-separated "
+        "run, e.g. 'plain=;detector=--turn-detector smart-turn' (default: 'defaults=' when "
+        "scripts/setup-ha.sh has set HA up; '' skips it)",
     )
     cli.add_argument("--tokens-per-second", type=float, default=20.0, help="The fake model's speed")
     cli.add_argument("--first-token-delay", type=float, default=0.3, help="The fake model's prompt time")
@@ -411,7 +420,8 @@ async def main() -> None:
                 f"{len(run.true)} turns; {what}; STT {args.stt_args or 'defaults'}; "
                 f"load average {os.getloadavg()[0]:.1f} after",
             )
-        for run_spec in [r for r in args.ha.split(";") if r.strip()]:
+        ha_runs = args.ha if args.ha is not None else ("defaults=" if _ha_set_up() else "")
+        for run_spec in [r for r in ha_runs.split(";") if r.strip()]:
             label, _, flags = run_spec.partition("=")
             run = await home_assistant(tmp / f"ha-{label}", args.turns, shlex.split(flags), fake_model)
             figures += turn_figures(
