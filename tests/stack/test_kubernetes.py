@@ -439,6 +439,8 @@ def _readonly_root() -> bool:
     """Whether a mount namespace with a read-only / (and a fresh /tmp) can be made here."""
     if (
         shutil.which("unshare") is None
+        # The fresh /tmp would hide a checkout that lives under /tmp (the image's files with it).
+        or Path(__file__).resolve().is_relative_to("/tmp")
         or not os.path.ismount("/dev/shm")
         or not os.access("/dev/shm", os.W_OK)
     ):
