@@ -476,7 +476,8 @@ def test_the_pods_settings_start_the_service(
     volumes (under a read-only root when possible); then its probe must pass."""
     if not _readonly_root():
         pytest.skip(
-            "needs a mount namespace with a read-only root (root, unshare, /dev/shm) and a checkout outside /tmp"
+            "needs a mount namespace with a read-only root (root, unshare, /dev/shm) "
+            "and a checkout outside /tmp"
         )
     docs = _render(readme_overlay if source == "readme-overlay" else KUBE / "base")
     workload = _one(docs, WORKLOADS, name)
