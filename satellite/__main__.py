@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import sys
@@ -17,7 +16,7 @@ from wyoming_core.cli import http_address
 from wyoming_core.http import Health, Monitor, monitor_app
 from wyoming_core.logs import setup_logging
 from wyoming_core.metrics import ServiceMetrics
-from wyoming_core.server import EXIT_ADDRESS_IN_USE, HttpAddress, ListenError, serve
+from wyoming_core.server import HttpAddress, ListenError, open_monitor, serve
 
 from .audio_in import list_devices, open_mic
 from .audio_out import Player, open_sink
@@ -138,16 +137,7 @@ async def _with_http(
     app = monitor_app(metrics, health, Admission(AdmissionSettings(allow=allow)).allowed)
     page.add_routes(app)
     monitor = Monitor(app, http.host, http.port)
-    try:
-        await monitor.start()
-    except OSError as err:
-        taken = err.errno == errno.EADDRINUSE
-        why = "it is already in use by another program" if taken else err.strerror or str(err)
-        raise ListenError(
-            f"Cannot serve the status page on {http.host}:{http.port}: {why}. "
-            "Choose another address with --http HOST:PORT",
-            EXIT_ADDRESS_IN_USE if taken else 3,
-        ) from None
+    await open_monitor(monitor, "the status page")
     _LOGGER.info("Satellite status page on %s/ (also /metrics and /healthz)", monitor.url)
     try:
         await run_satellite(settings, metrics, started, page)

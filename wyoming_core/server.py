@@ -277,14 +277,19 @@ async def start_monitor(
         return Health(ready=True, version=metrics.version)
 
     monitor = Monitor(monitor_app(metrics, health or ready, allowed), address.host, address.port)
+    await open_monitor(monitor, "/metrics and /healthz")
+    return monitor
+
+
+async def open_monitor(monitor: Monitor, what: str) -> None:
+    """Start `monitor`; an OSError becomes a ListenError that says why and which flag helps."""
     try:
         await monitor.start()
     except OSError as err:
         taken = err.errno == errno.EADDRINUSE
         why = "it is already in use by another program" if taken else err.strerror or str(err)
         raise ListenError(
-            f"Cannot serve /metrics and /healthz on {address.host}:{address.port}: {why}. "
+            f"Cannot serve {what} on {monitor.host}:{monitor.port}: {why}. "
             "Choose another address with --http HOST:PORT",
             EXIT_ADDRESS_IN_USE if taken else 3,
         ) from None
-    return monitor
