@@ -169,7 +169,10 @@ async def test_follow_up_question_without_wake_word_same_conversation(
     # The second question had no wake word, and the model got it with the first turn before it.
     assert asked[1][:1] == asked[0] and "cat" in asked[1][-1].lower(), asked
     heard = (await _heard(stt_service, out)).lower()
-    assert "water" in heard and "sleep" in heard, heard
+    # Both answers were played (the TTS voice varies from run to run: "sleep" was once heard
+    # as "leap", so two words of each answer, any one heard).
+    assert any(w in heard for w in ("penguins", "water")), heard
+    assert any(w in heard for w in ("sleep", "day long")), heard
 
 
 async def test_what_was_said_stays_out_of_the_log_by_default(

@@ -21,11 +21,16 @@ def _piper_voice() -> Any:
 
 
 def piper_speech(text: str, length_scale: float | None = None) -> tuple[bytes, AudioFormat]:
-    """Speak `text` with the bundled en_US-joe-medium voice -> (PCM, format)."""
+    """Speak `text` with the bundled en_US-joe-medium voice -> (PCM, format).
+
+    Without the voice's random noise (noise_scale, noise_w_scale 0): the same text is the same
+    audio in every run, so a test's input cannot change between runs (with the noise, a
+    word's edge moved enough to put "b" of "bedroom" before a pause cut)."""
     from piper import SynthesisConfig
 
     voice = _piper_voice()
-    chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale)))
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, syn_config=config))
     first = chunks[0]
     fmt = AudioFormat(first.sample_rate, first.sample_width, first.sample_channels)
     return b"".join(c.audio_int16_bytes for c in chunks), fmt
