@@ -79,6 +79,7 @@ async def main(settings: TtsSettings) -> None:
         cache=cache,
         downloader=Downloader(settings.data_dirs[0]) if settings.download else None,
         max_queued_requests=settings.max_queued_requests,
+        max_queue_wait=settings.max_queue_wait,
         metrics=metrics,
     )
     # Load the default voice in the background: describe is answered while it loads.

@@ -8,7 +8,7 @@ import importlib.metadata
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from wyoming.event import Event
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeaker
@@ -18,6 +18,7 @@ from wyoming_core import PROJECT_ATTRIBUTION
 from wyoming_core.errors import (
     BAD_REQUEST,
     OUT_OF_ORDER,
+    OVERLOADED,
     SPEAKER_NOT_FOUND,
     TEXT_TOO_LONG,
     TOO_MANY_REQUESTS,
@@ -27,6 +28,7 @@ from wyoming_core.errors import (
 from wyoming_core.handler import ConnectionHandler, RequestError, Route
 from wyoming_core.protocol import Limits
 from wyoming_core.readiness import described
+from wyoming_core.workers import Priority
 
 from . import __version__
 from .download import Downloader, DownloadError
@@ -117,6 +119,8 @@ class TtsContext:
     downloader: Downloader | None = None
     # Replies one connection may have queued or under way; one more ends the connection.
     max_queued_requests: int = 8
+    # A new reply whose first audio would wait longer for a worker is refused (0: never).
+    max_queue_wait: float = 10.0
     metrics: TtsMetrics = field(default_factory=TtsMetrics)
 
 
@@ -154,6 +158,12 @@ class TtsHandler(ConnectionHandler):
         cache = self.context.cache
         return build_info(self.context.catalogue.voices(), cache.loading(), cache.failed())
 
+    def load(self) -> dict[str, Any]:
+        """The synthesis queue (workers, running, queued, expected wait of a reply's first
+        audio in seconds, ...) and the replies under way on every connection."""
+        pool = self.context.cache.pool
+        return {**pool.snapshot(), "expected_wait": round(pool.expected_wait(Priority.URGENT), 3)}
+
     def busy(self) -> bool:
         # A reply queued behind others or being synthesized keeps the idle timeout away.
         return super().busy() or any(job.working for job in self._jobs)
@@ -180,6 +190,7 @@ class TtsHandler(ConnectionHandler):
             self._stream.full_text = text
             return True
         self._check_queue()
+        self._admit()
         await self._download_if_missing(request.voice)
         job, timer = self._start_job(self._select(request.voice), streaming=False)
         timer.text_came()
@@ -192,6 +203,7 @@ class TtsHandler(ConnectionHandler):
             raise RequestError(OUT_OF_ORDER, "synthesize-start received while a stream is already open")
         request = _parse(SynthesizeStart.from_event, event)
         self._check_queue()
+        self._admit()
         await self._download_if_missing(request.voice)
         job, timer = self._start_job(self._select(request.voice), streaming=True)
         self._stream = _Stream(job, SentenceSplitter(), timer)
@@ -239,6 +251,21 @@ class TtsHandler(ConnectionHandler):
                 TOO_MANY_REQUESTS,
                 f"{len(self._jobs)} replies are already queued on this connection, the limit; "
                 "wait for their audio before sending more",
+            )
+
+    def _admit(self) -> None:
+        """Refuse a new reply at once while its first audio would wait too long for a worker:
+        the client (or its pool) can try another instance instead of waiting without bound."""
+        limit = self.context.max_queue_wait
+        if not limit:
+            return
+        wait = self.context.cache.pool.expected_wait(Priority.URGENT)
+        if wait > limit:
+            raise RequestError(
+                OVERLOADED,
+                f"The service is overloaded: the reply's first audio would wait about {wait:.1f} s "
+                f"for a free worker (limit: --max-queue-wait {limit:g} s); try another instance or "
+                "again later",
             )
 
     def _check_length(self, chars: int) -> None:

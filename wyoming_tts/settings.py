@@ -28,6 +28,8 @@ class TtsSettings:
     sentence_silence: float
     max_text_chars: int
     max_queued_requests: int
+    # A new reply is refused (`overloaded`) while its first audio would wait longer (0: never).
+    max_queue_wait: float
     workers: int
     threads_per_worker: int
     max_voices: int
@@ -62,6 +64,14 @@ def build_parser() -> EnvArgs:
         help="Replies one connection may have queued or under way; one more gets a "
         "'too-many-requests' error and the connection is closed",
     )
+    args.add(
+        "--max-queue-wait",
+        type=float,
+        default=10.0,
+        help="Refuse a new reply at once with an 'overloaded' error while its first audio would "
+        "wait longer than this many seconds for a worker, so a client can try another instance "
+        "(0: never refuse)",
+    )
     args.add("--workers", type=int, default=default_workers(), help="Syntheses that may run at once")
     args.add("--threads-per-worker", type=int, default=1, help="onnxruntime threads per synthesis")
     args.add("--max-voices", type=int, default=3, help="Voices kept loaded at once (least recently used go)")
@@ -85,6 +95,8 @@ def settings_from_args(ns: argparse.Namespace) -> TtsSettings:
         raise SystemExit("--workers, --threads-per-worker and --max-voices must be at least 1")
     if ns.max_text_chars < 1 or ns.samples_per_chunk < 1 or ns.max_queued_requests < 1:
         raise SystemExit("--max-text-chars, --max-queued-requests and --samples-per-chunk must be at least 1")
+    if ns.max_queue_wait < 0:
+        raise SystemExit("--max-queue-wait must be 0 or more seconds")
     if ns.sentence_silence < 0 or ns.sentence_silence > 10:
         raise SystemExit("--sentence-silence must be between 0 and 10 seconds")
     for flag in ("length_scale", "noise_scale", "noise_w_scale"):
@@ -102,6 +114,7 @@ def settings_from_args(ns: argparse.Namespace) -> TtsSettings:
         sentence_silence=ns.sentence_silence,
         max_text_chars=ns.max_text_chars,
         max_queued_requests=ns.max_queued_requests,
+        max_queue_wait=ns.max_queue_wait,
         workers=ns.workers,
         threads_per_worker=ns.threads_per_worker,
         max_voices=ns.max_voices,

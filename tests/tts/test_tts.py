@@ -437,3 +437,67 @@ async def test_a_short_reply_is_not_starved_by_long_ones(service_factory: list[S
     finally:
         for listener in speaking:
             await listener.close()
+
+
+async def test_a_new_reply_is_refused_while_first_audio_would_wait_too_long(
+    service_factory: list[ServiceProcess],
+) -> None:
+    """With --max-queue-wait, a reply whose first audio would wait too long for a worker is
+    answered at once with `overloaded`; describe is answered meanwhile and says how busy the
+    service is; every reply already taken is spoken whole; with the queue gone, replies are
+    taken again."""
+    # A low limit: first parts are short (they jump the queue), so the wait a new reply
+    # would have is mostly the rest of the part being synthesized.
+    service = ServiceProcess("wyoming_tts", "--workers", "1", "--max-queue-wait", "0.1").start()
+    service_factory.append(service)
+    service.wait_listening()
+    await service.wait_ready()
+    replies = [await RawClient.connect(service.port) for _ in range(8)]
+    try:
+        for client in replies:
+            await client.send("synthesize", {"text": " ".join([NO_COMMA] * 4)})
+        refused: Event | None = None
+        busy: dict[str, float] = {}
+        for _ in range(20):  # each admitted probe is spoken first: the queue stays long a while
+            probe = await RawClient.connect(service.port)
+            try:
+                await probe.send("synthesize", {"text": SHORT})
+                event = await probe.receive(timeout=120)
+                assert event is not None
+                if event.type == "error":
+                    refused = event
+                    busy = await _load(service.port)
+                    break
+                await probe.receive_until("audio-stop", timeout=120)
+            finally:
+                await probe.close()
+        assert refused is not None, "no reply was refused while eight long replies were spoken"
+        assert refused.data["code"] == "overloaded", refused.data
+        assert "--max-queue-wait" in refused.data["text"], refused.data
+        assert busy["running"] >= 1 and busy["expected_wait"] > 0, busy
+        # Nothing taken was lost: every reply is spoken to its end.
+        for client in replies:
+            await client.receive_until("audio-stop", timeout=180)
+    finally:
+        for client in replies:
+            await client.close()
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            speech = await synthesize(service.uri, SHORT)
+            break
+        except ServiceError as err:  # refused while the last replies finish
+            assert err.code == "overloaded" and time.monotonic() < deadline, err
+            await asyncio.sleep(0.5)
+    assert speech.seconds > 0.5
+
+
+async def _load(port: int) -> dict[str, float]:
+    client = await RawClient.connect(port)
+    try:
+        await client.send("describe")
+        info = (await client.receive_until("info", timeout=30))[-1]
+        return {key: float(value) for key, value in info.data["load"].items()}
+    finally:
+        await client.close()
