@@ -109,7 +109,11 @@ class VoiceClient:
             return given
         if given is None and self.browser is None:
             given = DEFAULT_URIS[kind]  # nothing given, nothing to discover: this machine
-        return ServicePool(kind, given or (), browser=self.browser, retry_after=retry_after)
+        # STT and TTS requests go to the least loaded instance; the conversation is spread by
+        # turn (the service keeps each conversation's memory itself).
+        return ServicePool(
+            kind, given or (), browser=self.browser, retry_after=retry_after, balance=kind != "handle"
+        )
 
     @classmethod
     async def discover(

@@ -75,6 +75,9 @@ class Services:
                 browser=self.browser if not given[kind] else None,
                 where=self._wanted(kind),
                 sticky=kind == "handle",
+                # Several STT/TTS instances: each request goes to the least loaded (describe's
+                # `load`); the conversation stays with one (its memory).
+                balance=kind != "handle",
             )
             for kind in KINDS
         }

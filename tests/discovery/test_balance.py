@@ -147,3 +147,17 @@ async def test_a_request_an_overloaded_instance_refuses_goes_to_another(
     await asyncio.wait_for(asyncio.gather(*done), 240)  # the queued requests still got theirs
     for client in uploads:
         await client.close()
+
+
+def test_the_satellite_and_the_voice_client_balance_stt_and_tts() -> None:
+    """What the test above proves is what they use: STT and TTS requests go by load, the
+    conversation stays by turn (the service keeps its memory)."""
+    from discovery.voice import VoiceClient
+    from satellite.services import Services
+    from satellite.settings import TurnSettings
+
+    two = ("tcp://127.0.0.1:1", "tcp://127.0.0.1:2")
+    pools = Services(TurnSettings(stt_uris=two, tts_uris=two, handle_uris=two)).pools
+    client = VoiceClient(stt=list(two), tts=list(two), handle=list(two))
+    assert pools["asr"].balance and pools["tts"].balance and not pools["handle"].balance
+    assert client.stt.balance and client.tts.balance and not client.handle.balance
