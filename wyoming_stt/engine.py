@@ -18,6 +18,7 @@ from wyoming_core.workers import Priority, PriorityPool, Ticket
 from .metrics import SttMetrics
 from .models import ResolvedModel
 from .settings import SttSettings
+from .window import FULL_FRAMES, load_model, window_frames
 
 if TYPE_CHECKING:
     from .home_names import HomeNames
@@ -89,11 +90,9 @@ class WhisperEngine:
         return self._model is not None
 
     def _load(self) -> Any:
-        from faster_whisper import WhisperModel
-
         path = self.resolved.prepare()
         _LOGGER.info("Loading Whisper model %r from %s", self.resolved.name, path)
-        return WhisperModel(
+        return load_model(
             path,
             device="cpu",
             compute_type=self.settings.compute_type,
@@ -131,6 +130,20 @@ class WhisperEngine:
         stop: threading.Event | None,
     ) -> None:
         """Worker thread: the next 30 s window (all of it for audio up to 30 s)."""
+        frames = window_frames(len(audio))
+        short = not self.settings.full_window and frames < FULL_FRAMES
+        with self._model.window(frames if short else None):
+            self._step_window(progress, audio, language, beam_size, partial, stop)
+
+    def _step_window(
+        self,
+        progress: _Progress,
+        audio: np.ndarray,
+        language: str | None,
+        beam_size: int,
+        partial: bool,
+        stop: threading.Event | None,
+    ) -> None:
         if progress.segments is None:
             segments, info = self._model.transcribe(
                 audio,
